@@ -1,0 +1,114 @@
+"""Typed model configs, saved as config.json beside model.safetensors."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import VidmError
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class AutoencoderConfig:
+    in_channels: int = 1
+    latent_channels: int = 4
+    channels: tuple[int, ...] = (32, 64, 64)  # one entry per resolution; len-1 halvings
+    blocks_per_level: int = 1
+    resolution: int = 64
+    # Multiplies latents so they have unit std for diffusion; measured on data after training.
+    scale_factor: float = 1.0
+
+
+@dataclasses.dataclass
+class UNetConfig:
+    in_channels: int = 4  # channels of the noisy latent
+    cond_channels: int = 0  # channels of conditioning latents concatenated to the input
+    out_channels: int = 4
+    channels: tuple[int, ...] = (64, 128, 128)
+    blocks_per_level: int = 2
+    attention_levels: tuple[int, ...] = (1, 2)
+    heads: int = 4
+    embed_dim: int = 128
+    num_classes: int = 0  # 0: unconditional
+    # Positional group norm: per-pixel scale/shift from sinusoidal row/column features.
+    positional_norm: bool = True
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass
+class DiffusionConfig:
+    schedule: str = "cosine"  # "linear" | "cosine"
+    num_train_steps: int = 1000
+    prediction: str = "v"  # "eps" | "v"
+    p2_gamma: float = 0.0  # P2 weighting (Choi et al. 2022); 0 disables it
+    p2_k: float = 1.0
+
+
+@dataclasses.dataclass
+class ContentConfig:
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+
+
+@dataclasses.dataclass
+class MotionConfig:
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    context_frames: int = 2  # K: previous latents the next frame is conditioned on
+    # Frame index k enters as k / max_frames in training and sampling alike; later frames clamp.
+    max_frames: int = 64
+    # Conditioning noise augmentation: training draws a level in [0, max], sampling uses a fixed one.
+    aug_max_level: float = 0.3
+    aug_sample_level: float = 0.05
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Build a (nested) config dataclass, rejecting unknown keys with a clear error."""
+    if not isinstance(data, dict):
+        raise VidmError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise VidmError(f"{cls.__name__}: unknown keys {unknown}")
+    kwargs = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        sub = _CONFIG_TYPES.get(hints[name])
+        if sub is not None:
+            value = from_dict(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+_CONFIG_TYPES = {
+    "UNetConfig": UNetConfig,
+    "DiffusionConfig": DiffusionConfig,
+    "AutoencoderConfig": AutoencoderConfig,
+}
+
+
+def save_json(data: dict, path: Path) -> None:
+    """Write JSON atomically: a temporary name, then rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def load_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VidmError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VidmError(f"{path}: not valid JSON ({e})") from None

@@ -1,0 +1,1 @@
+"""Datasets: Moving MNIST synthesised from real digits, and video clip loaders."""

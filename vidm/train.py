@@ -1,0 +1,293 @@
+"""Training for the three stages, on the CPU, one GPU, or N processes under torchrun.
+
+Every random number of a step (data order, diffusion steps, noise) is drawn for the whole global
+batch from a generator seeded by (seed, step), and each process takes its slice. So a run's result
+depends on the global batch, not on how many processes share it, and resuming needs only the step.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from . import dist
+from .autoencoder import Autoencoder
+from .checkpoint import build, load_model, save_model
+from .config import from_dict, load_json
+from .data.sources import DataConfig, open_source
+from .errors import VidmError
+
+STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
+STATE_NAME = "train_state.pt"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    stage: str = "vae"  # vae | content | motion
+    out: str = "runs/model"  # pipeline folder; this stage writes out/<stage>/
+    model: dict = dataclasses.field(default_factory=dict)  # the stage's model config
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    vae: str = ""  # autoencoder folder for content/motion; default out/vae
+    batch_size: int = 32  # global, over all processes and accumulation steps
+    accum_steps: int = 1
+    steps: int = 2000
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # ramp the EMA decay up from 0 early on (timm's warmup)
+    kl_weight: float = 1e-4  # vae only
+    save_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    bf16: bool = False  # autocast on GPU
+    compile: bool = False
+
+
+def load_train_config(path: str) -> TrainConfig:
+    data = load_json(Path(path))
+    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+        data = {**data, "data": from_dict(DataConfig, data["data"])}
+    try:
+        cfg = TrainConfig(**data)
+    except TypeError as e:
+        raise VidmError(f"{path}: {e}") from None
+    if cfg.stage not in STAGE_KINDS:
+        raise VidmError(f"{path}: stage must be one of {sorted(STAGE_KINDS)}, got {cfg.stage!r}")
+    if cfg.batch_size % (dist.world_size() * cfg.accum_steps):
+        raise VidmError(f"batch_size {cfg.batch_size} is not divisible by processes x accum_steps")
+    return cfg
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class Order:
+    """Epoch-wise shuffled order of `size` items; global batch `step` is a fixed slice of it."""
+
+    def __init__(self, size: int, batch: int, seed: int):
+        self.size, self.batch, self.seed = size, batch, seed
+        self._perm: dict[int, np.ndarray] = {}
+
+    def _epoch(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
+        return self._perm[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        positions = np.arange(step * self.batch, (step + 1) * self.batch)
+        return np.array([self._epoch(p // self.size)[p % self.size] for p in positions])
+
+
+# --- the stages: each draws its random numbers for the global batch and computes a local loss ---
+
+class VAEStage:
+    def __init__(self, cfg: TrainConfig, model: Autoencoder, device):
+        self.cfg, self.device = cfg, device
+        self.source = open_source(cfg.data)
+        self.size = len(self.source) * self.source.frames  # every frame of every clip
+        self.latent_shape = model.latent_shape()
+
+    def draw(self, batch: int, g: torch.Generator) -> dict:
+        return {"noise": torch.randn((batch, *self.latent_shape), generator=g)}
+
+    def loss(self, model, indices: np.ndarray, draws: dict) -> torch.Tensor:
+        frames = np.stack([self.source.frame(i // self.source.frames, i % self.source.frames) for i in indices])
+        x = to_model_input(frames, self.device)
+        return model.loss(x, draws["noise"].to(self.device), self.cfg.kl_weight)
+
+
+class ContentStage:
+    def __init__(self, cfg: TrainConfig, model, device):
+        self.latents = latent_cache(cfg, device)  # (N, L, c, h, w)
+        self.size = self.latents.shape[0] * self.latents.shape[1]  # any frame is a valid first frame
+        self.device, self.steps = device, model.diffusion.num_train_steps
+
+    def draw(self, batch: int, g: torch.Generator) -> dict:
+        return {"t": torch.randint(0, self.steps, (batch,), generator=g),
+                "noise": torch.randn((batch, *self.latents.shape[2:]), generator=g)}
+
+    def loss(self, model, indices, draws):
+        L = self.latents.shape[1]
+        z0 = self.latents[indices // L, indices % L].to(self.device)
+        return model.loss(z0, draws["t"].to(self.device), draws["noise"].to(self.device))
+
+
+class MotionStage:
+    def __init__(self, cfg: TrainConfig, model, device):
+        self.latents = latent_cache(cfg, device)
+        self.size = self.latents.shape[0]
+        self.device, self.model_cfg = device, model.config
+        self.steps = model.diffusion.num_train_steps
+
+    def draw(self, batch: int, g: torch.Generator) -> dict:
+        shape = self.latents.shape[2:]
+        K = self.model_cfg.context_frames
+        return {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
+                "t": torch.randint(0, self.steps, (batch,), generator=g),
+                "noise": torch.randn((batch, *shape), generator=g),
+                "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
+                "aug_noise": torch.randn((batch, K, *shape), generator=g)}
+
+    def loss(self, model, indices, draws):
+        k = draws["k"]
+        first, target, context = select_frames(self.latents, torch.as_tensor(indices), k,
+                                               self.model_cfg.context_frames)
+        d = {n: v.to(self.device) for n, v in draws.items()}
+        return model.loss(target.to(self.device), first.to(self.device), context.to(self.device),
+                          d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"])
+
+
+def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
+    """First latent, latent k and the K before it (clamped at frame 0, as in sampling), per video."""
+    offsets = torch.arange(-context_frames, 0)
+    ctx_index = (k[:, None] + offsets[None]).clamp(min=0)  # (B, K), oldest first
+    first = latents[videos, 0]
+    target = latents[videos, k]
+    context = latents[videos[:, None], ctx_index]  # (B, K, c, h, w)
+    return first.float(), target.float(), context.float()
+
+
+STAGES = {"vae": VAEStage, "content": ContentStage, "motion": MotionStage}
+
+
+def to_model_input(frames: np.ndarray, device) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def vae_folder(cfg: TrainConfig) -> Path:
+    return Path(cfg.vae) if cfg.vae else Path(cfg.out) / "vae"
+
+
+@torch.no_grad()
+def latent_cache(cfg: TrainConfig, device) -> torch.Tensor:
+    """Encodes the training clips once with the trained VAE, cached on disk keyed by VAE and data."""
+    folder = vae_folder(cfg)
+    vae = load_model(folder, "autoencoder", device)
+    key = hashlib.sha1((folder / "model.safetensors").read_bytes()
+                       + json.dumps(dataclasses.asdict(cfg.data), sort_keys=True).encode()
+                       + repr(vae.config.scale_factor).encode()).hexdigest()[:16]
+    path = Path(cfg.out) / "cache" / f"latents-{key}.npy"
+    if dist.is_main() and not path.exists():
+        source = open_source(cfg.data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float16,
+                                        shape=(len(source), source.frames, *vae.latent_shape()))
+        for i in tqdm(range(len(source)), desc="encoding latents", leave=False):
+            out[i] = vae.encode(to_model_input(source.video(i), device)).cpu().numpy()
+        out.flush()
+        del out
+        Path(str(path) + ".tmp.npy").replace(path)
+    dist.barrier()
+    return torch.from_numpy(np.load(path))
+
+
+@torch.no_grad()
+def measure_scale_factor(vae: Autoencoder, stage: VAEStage, device, num_frames: int = 512) -> float:
+    """1 / std of the posterior means over held-in frames (Rombach et al. 2022, sec. 4.3.2)."""
+    idx = np.linspace(0, stage.size - 1, num_frames).astype(int)
+    frames = np.stack([stage.source.frame(i // stage.source.frames, i % stage.source.frames) for i in idx])
+    mean, _ = vae.moments(to_model_input(frames, device))
+    return float(1.0 / mean.float().std())
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    device = dist.init()
+    stage_dir = Path(cfg.out) / cfg.stage
+    state_path = stage_dir / STATE_NAME
+    if resume and not state_path.exists():
+        raise VidmError(f"nothing to resume: {state_path} does not exist")
+    if not resume and state_path.exists():
+        raise VidmError(f"{stage_dir} already holds a run: pass --resume, or choose another 'out'")
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every process
+    model = build(STAGE_KINDS[cfg.stage], cfg.model).to(device)
+    stage = STAGES[cfg.stage](cfg, model, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup)
+    step = 0
+    if resume:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+
+    world, rank = dist.world_size(), dist.rank()
+    net = DistributedDataParallel(model) if world > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
+    local = cfg.batch_size // world
+    micro = local // cfg.accum_steps
+    order = Order(stage.size, cfg.batch_size, cfg.seed)
+    log_path = stage_dir / "log.jsonl"
+    if dist.is_main():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", disable=not (progress and dist.is_main()))
+    t0, window = time.time(), []
+    while step < cfg.steps:
+        g = step_generator(cfg.seed, step)
+        indices = order.indices(step)
+        draws = stage.draw(cfg.batch_size, g)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        total = 0.0
+        for m in range(cfg.accum_steps):
+            lo = rank * local + m * micro
+            part = slice(lo, lo + micro)
+            sync_now = m == cfg.accum_steps - 1
+            ctx = net.no_sync() if (world > 1 and not sync_now) else contextlib.nullcontext()
+            with ctx, torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
+                loss = stage.loss(net, indices[part], {n: v[part] for n, v in draws.items()})
+                (loss / cfg.accum_steps).backward()
+            total += loss.item() / cfg.accum_steps
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(model, step=step)
+        step += 1
+        window.append(total)
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            mean_loss = dist.all_mean(float(np.mean(window)), device)
+            window = []
+            if dist.is_main():
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                with open(log_path, "a") as f:
+                    f.write(json.dumps({"step": step, "loss": mean_loss, "lr": opt.param_groups[0]["lr"],
+                                        "seconds": round(time.time() - t0, 1)}) + "\n")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            if dist.is_main():
+                save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device)
+            dist.barrier()
+    bar.close()
+    dist.cleanup()
+    return stage_dir
+
+
+def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device) -> None:
+    """The EMA model as a loadable folder, then the full training state; both written atomically."""
+    published = ema.module
+    if cfg.stage == "vae":
+        published.config.scale_factor = measure_scale_factor(published, stage, device)
+        model.config.scale_factor = published.config.scale_factor
+    save_model(published, stage_dir)
+    tmp = stage_dir / (STATE_NAME + ".tmp")
+    torch.save({"model": model.state_dict(), "ema": published.state_dict(),
+                "optimizer": opt.state_dict(), "step": step}, tmp)
+    tmp.replace(stage_dir / STATE_NAME)
