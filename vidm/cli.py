@@ -2,9 +2,135 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
+from pathlib import Path
 
 from .errors import VidmError
+
+DEFAULT_MODEL_NAME = "moving-mnist-64"
+
+
+def default_model_dir() -> Path:
+    """$VIDM_MODEL, else the shipped checkpoint beside the package (source or editable install)."""
+    if os.environ.get("VIDM_MODEL"):
+        return Path(os.environ["VIDM_MODEL"])
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "checkpoints" / DEFAULT_MODEL_NAME,
+                      Path(sys.prefix) / "share" / "vidm" / "checkpoints" / DEFAULT_MODEL_NAME):
+        if candidate.is_dir():
+            return candidate
+    raise VidmError(f"no shipped checkpoint found; pass --model DIR or set VIDM_MODEL")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def load_pipeline(args):
+    import torch
+
+    from .pipeline import VIDMPipeline
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return VIDMPipeline.from_pretrained(args.model or default_model_dir(), device=device)
+
+
+def write_streams(frames_iter, paths, fps: float, fmt: str | None, prefix=None) -> None:
+    """Streams (B, H, W, 3) frames into one writer per video; on any error no partial file is kept."""
+    from .video_io import VideoWriter
+
+    writers = [VideoWriter(p, fps, fmt) for p in paths]
+    try:
+        if prefix is not None:
+            for b, writer in enumerate(writers):
+                for frame in prefix[b]:
+                    writer.write(frame)
+        for frames in frames_iter:
+            for writer, frame in zip(writers, frames):
+                writer.write(frame)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
+
+
+def video_paths(out: Path, count: int, fmt: str, stem: str = "video") -> list[Path]:
+    suffix = "" if fmt == "png" else f".{fmt}"
+    return [out / f"{stem}_{i:03d}{suffix}" for i in range(count)]
+
+
+def cmd_generate(args) -> None:
+    from .video_io import read_image
+
+    first = read_image(args.first_frame) if args.first_frame else None
+    pipe = load_pipeline(args)
+    out = Path(args.out)
+    paths = video_paths(out, args.num_videos, args.format)
+    start = time.time()
+    stream = pipe.stream(num_videos=args.num_videos, num_frames=args.frames, first_frame=first,
+                         num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
+                         progress=not args.quiet)
+    write_streams(stream, paths, args.fps, args.format)
+    took = time.time() - start
+    print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
+          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, {args.steps} steps, seed {args.seed})")
+
+
+def cmd_extend(args) -> None:
+    from .video_io import fit_frames, output_format, read_video
+
+    clip = read_video(args.video)
+    pipe = load_pipeline(args)
+    fmt = output_format(args.out, args.format)
+    fitted = fit_frames(clip, pipe.resolution, 3)
+    stream = pipe.stream(num_videos=1, num_frames=args.frames, context=clip[None],
+                         num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
+                         progress=not args.quiet)
+    write_streams(stream, [Path(args.out)], args.fps, fmt, prefix=fitted[None])
+    print(f"wrote {args.out}: {len(clip)} input frames + {args.frames} new frames")
+
+
+def cmd_data_moving_mnist(args) -> None:
+    import numpy as np
+
+    from .data.moving_mnist import MovingMNIST
+    from .video_io import write_video
+
+    data = MovingMNIST(args.split, frames=args.frames, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(args.num):
+        video = data.video(i)
+        name = out / f"{args.split}_{i:05d}"
+        if args.format == "npy":
+            tmp = name.with_name(name.name + ".partial.npy")
+            np.save(tmp, video)
+            tmp.replace(name.with_suffix(".npy"))
+        else:
+            write_video(video[..., None], name if args.format == "png" else name.with_suffix("." + args.format),
+                        fps=args.fps, fmt=args.format)
+    print(f"wrote {args.num} {args.split} clips of {args.frames} frames to {out}/ ({args.format})")
 
 
 def cmd_train(args) -> None:
@@ -17,9 +143,59 @@ def cmd_train(args) -> None:
     print(f"trained {args.stage}: {folder}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_sampling_args(p) -> None:
+    from .sampling import SAMPLERS
+
+    p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
+    p.add_argument("--steps", type=positive_int, default=20, help="denoising steps per frame (default 20)")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
+    p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
+    p.add_argument("--fps", type=positive_float, default=8.0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidm", description="Video implicit diffusion models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from .video_io import FORMATS
+
+    parser = Parser(prog="vidm", description="Video implicit diffusion models: generate, extend, train.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("generate", help="generate videos from scratch or from a first frame")
+    p.add_argument("--num-videos", type=positive_int, default=4)
+    p.add_argument("--frames", type=positive_int, default=64, help="frames per video, the first included")
+    p.add_argument("--first-frame", help="an image to start from (any size or mode; resized + center-cropped)")
+    p.add_argument("--out", default="samples", help="output folder (default ./samples)")
+    p.add_argument("--format", choices=FORMATS, default="mp4")
+    add_sampling_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("extend", help="continue a clip frame by frame")
+    p.add_argument("video", help="mp4/avi/webm/gif, a folder of PNG frames, or a .npy (T,H,W[,3]) uint8 array")
+    p.add_argument("--frames", type=positive_int, default=32, help="new frames to add")
+    p.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif) or folder (PNG frames)")
+    p.add_argument("--format", choices=FORMATS, help="default: from the --out suffix")
+    add_sampling_args(p)
+    p.set_defaults(func=cmd_extend)
+
+    p = sub.add_parser("data", help="make or prepare datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    d = data_sub.add_parser("moving-mnist", help="write Moving MNIST clips made from real MNIST digits")
+    d.add_argument("--out", required=True)
+    d.add_argument("--split", choices=["train", "test"], default="test")
+    d.add_argument("--num", type=positive_int, default=100)
+    d.add_argument("--frames", type=positive_int, default=20)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--format", choices=("npy",) + FORMATS, default="npy")
+    d.add_argument("--fps", type=positive_float, default=8.0)
+    d.set_defaults(func=cmd_data_moving_mnist)
 
     p = sub.add_parser("train", help="train one stage (vae, content or motion) from a JSON config")
     p.add_argument("stage", choices=["vae", "content", "motion"])

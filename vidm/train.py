@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
+import os
 import time
 from pathlib import Path
 
@@ -185,13 +185,14 @@ def latent_cache(cfg: TrainConfig, device) -> torch.Tensor:
     if dist.is_main() and not path.exists():
         source = open_source(cfg.data)
         path.parent.mkdir(parents=True, exist_ok=True)
-        out = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float16,
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # unique: stages may start together
+        out = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float16,
                                         shape=(len(source), source.frames, *vae.latent_shape()))
         for i in tqdm(range(len(source)), desc="encoding latents", leave=False):
             out[i] = vae.encode(to_model_input(source.video(i), device)).cpu().numpy()
         out.flush()
         del out
-        Path(str(path) + ".tmp.npy").replace(path)
+        tmp.replace(path)
     dist.barrier()
     return torch.from_numpy(np.load(path))
 

@@ -1,0 +1,220 @@
+"""VIDMPipeline: the VAE, the content model and the motion model, generating video frame by frame."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .autoencoder import Autoencoder
+from .checkpoint import load_model, save_model
+from .content_model import ContentModel
+from .errors import VidmError
+from .motion_model import MotionModel
+from .sampling import get_sampler, randn_like
+from .video_io import fit_frames
+
+STAGES = ("vae", "content", "motion")
+
+
+@dataclasses.dataclass
+class VIDMPipelineOutput:
+    """frames: uint8 (B, T, H, W, 3) for "np"/"pt", or scaled latents (B, T, c, h, w) for "latent"."""
+
+    frames: np.ndarray | torch.Tensor
+
+
+def make_generators(num_videos: int, seed: int | None, generator) -> list[torch.Generator] | torch.Generator:
+    """One generator per video from a seed (video i uses seed + i), so results do not depend on batch size."""
+    if generator is not None:
+        if isinstance(generator, (list, tuple)) and len(generator) != num_videos:
+            raise VidmError(f"got {len(generator)} generators for {num_videos} videos")
+        return generator
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    return [torch.Generator().manual_seed(seed + i) for i in range(num_videos)]
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Frames in [-1, 1] (..., C, H, W) -> uint8 (..., H, W, 3); grayscale is repeated to RGB."""
+    x = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    x = x.movedim(-3, -1)
+    return x.expand(*x.shape[:-1], 3) if x.shape[-1] == 1 else x
+
+
+class VIDMPipeline:
+    """Generates videos: z_0 from the content model (or a given frame), then z_k from the motion model."""
+
+    def __init__(self, vae: Autoencoder, content: ContentModel, motion: MotionModel):
+        latent = vae.config.latent_channels
+        for name, model in (("content", content), ("motion", motion)):
+            if model.config.unet.in_channels != latent:
+                raise VidmError(f"{name} model works on {model.config.unet.in_channels} latent channels, "
+                                f"the VAE makes {latent}")
+        self.vae, self.content, self.motion = vae.eval(), content.eval(), motion.eval()
+
+    # --- files ---
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "VIDMPipeline":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise VidmError(f"model folder not found: {folder}")
+        missing = [s for s in STAGES if not (folder / s).is_dir()]
+        if missing:
+            raise VidmError(f"{folder}: not a vidm model folder (missing {', '.join(missing)}/)")
+        vae = load_model(folder / "vae", "autoencoder", device)
+        content = load_model(folder / "content", "content", device)
+        motion = load_model(folder / "motion", "motion", device)
+        return cls(vae, content, motion)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Writes vae/, content/ and motion/ into a temporary folder, then moves it into place."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            for name, model in zip(STAGES, (self.vae, self.content, self.motion)):
+                save_model(model, tmp / name)
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    def to(self, device) -> "VIDMPipeline":
+        for model in (self.vae, self.content, self.motion):
+            model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def resolution(self) -> int:
+        return self.vae.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.vae.config.in_channels
+
+    # --- generation ---
+
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (..., H, W, C) of any size -> scaled latents (..., c, h, w), by the fit_frames rule."""
+        lead = frames.shape[:-3]
+        fitted = fit_frames(frames.reshape(-1, *frames.shape[-3:]), self.resolution, self.channels)
+        x = torch.from_numpy(fitted).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.inference_mode():
+            z = self.vae.encode(x)
+        return z.reshape(*lead, *z.shape[1:])
+
+    def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
+               num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
+               labels=None, output_type: str = "np", progress: bool = False) -> Iterator:
+        """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
+
+        Memory stays flat however long the video: only z_0 and the last K latents are kept.
+        With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
+        `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
+        """
+        if output_type not in ("np", "pt", "latent"):
+            raise VidmError(f"output_type must be np, pt or latent, got {output_type!r}")
+        for latent in self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
+                                    sampler, generator, seed, labels, progress):
+            if output_type == "latent":
+                yield latent
+                continue
+            with torch.inference_mode():
+                frame = to_uint8(self.vae.decode(latent)).cpu()
+            yield frame.numpy() if output_type == "np" else frame
+
+    def __call__(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
+                 num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
+                 seed: int | None = None, labels=None, output_type: str = "np",
+                 progress: bool = False) -> VIDMPipelineOutput:
+        """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
+        if output_type not in ("np", "pt", "latent"):
+            raise VidmError(f"output_type must be np, pt or latent, got {output_type!r}")
+        latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
+                                                 num_inference_steps, sampler, generator, seed, labels,
+                                                 progress)), dim=1)  # (B, T, c, h, w)
+        if output_type == "latent":
+            return VIDMPipelineOutput(latents)
+        with torch.inference_mode():
+            frames = to_uint8(self.vae.decode(latents)).cpu()  # (B, T, H, W, 3)
+        return VIDMPipelineOutput(frames.numpy() if output_type == "np" else frames)
+
+    def _check(self, num_videos, num_frames, steps):
+        for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise VidmError(f"{name} must be a positive integer, got {value!r}")
+
+    def _as_batch(self, frames, num_videos: int, ndim: int, name: str) -> np.ndarray:
+        """An image (H, W, C) or clip (T, H, W, C), or a batch of them, as a batch of num_videos."""
+        frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+        if frames.ndim == ndim - 1 and ndim == 4 and frames.shape[-1] not in (1, 3, 4):
+            frames = frames[..., None]  # grayscale without a channel axis
+        if frames.ndim == ndim - 1:
+            frames = np.broadcast_to(frames[None], (num_videos, *frames.shape))
+        if frames.ndim != ndim or frames.shape[0] != num_videos:
+            raise VidmError(f"{name}: expected shape {'(B, ' if ndim == 5 else '('}...H, W, C) for "
+                            f"{num_videos} videos, got {frames.shape}")
+        if 0 in frames.shape:
+            raise VidmError(f"{name}: empty (shape {frames.shape})")
+        if frames.dtype != np.uint8:
+            raise VidmError(f"{name}: expected uint8 frames, got {frames.dtype}")
+        return frames
+
+    @torch.inference_mode()
+    def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
+                 labels, progress) -> Iterator[torch.Tensor]:
+        self._check(num_videos, num_frames, steps)
+        sampler = get_sampler(sampler_name)
+        gens = make_generators(num_videos, seed, generator)
+        num_classes = self.content.config.unet.num_classes
+        if num_classes and labels is None:
+            raise VidmError(f"this model is class-conditional ({num_classes} classes): pass class labels")
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=self.device).long().expand(num_videos)
+            if num_classes == 0 or labels.min() < 0 or labels.max() >= num_classes:
+                raise VidmError(f"labels must lie in [0, {num_classes}) for this model")
+        K = self.motion.config.context_frames
+        shape = (num_videos, *self.vae.latent_shape())
+        device = self.device
+        bar = tqdm(total=num_frames * steps, desc="generating", unit="step", disable=not progress)
+        tick = lambda: bar.update(1)  # noqa: E731
+
+        if context is not None:
+            clip = self._as_batch(context, num_videos, 5, "context")
+            z_clip = self.encode_frames(clip)  # (B, Tc, c, h, w)
+            z0, window, start, end = z_clip[:, 0], list(z_clip[:, -K:].unbind(1)), clip.shape[1], clip.shape[1] + num_frames
+        else:
+            if first_frame is not None:
+                z0 = self.encode_frames(self._as_batch(first_frame, num_videos, 4, "first_frame"))
+                bar.update(steps)
+            else:
+                content = self.content.denoiser(labels)
+                z0 = sampler(content, randn_like(torch.empty(shape, device=device), gens),
+                             self.content.diffusion.alphas_cumprod, steps, gens, progress=tick)
+            yield z0
+            window, start, end = [z0], 1, num_frames
+        window = [window[0]] * (K - len(window)) + window  # too few previous frames: repeat the earliest
+
+        for k in range(start, end):
+            index = torch.full((num_videos,), k, device=device, dtype=torch.long)
+            context_latents = torch.stack(window, dim=1)  # (B, K, c, h, w), oldest first
+            motion = self.motion.denoiser(z0, context_latents, index, labels, gens)
+            z = sampler(motion, randn_like(torch.empty(shape, device=device), gens),
+                        self.motion.diffusion.alphas_cumprod, steps, gens, progress=tick)
+            yield z
+            window = window[1:] + [z]
+        bar.close()
