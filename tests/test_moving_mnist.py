@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from vidm.data import moving_mnist as mm
+from vidm.errors import VidmError
+
+
+def test_splits_use_disjoint_real_digits():
+    train, test = mm.digits("train"), mm.digits("test")
+    assert train.shape == (4000, 28, 28) and test.shape == (1000, 28, 28)
+    train_set = {d.tobytes() for d in train}
+    assert not any(d.tobytes() in train_set for d in test)
+    assert train.max() == 255 and (train > 0).mean() > 0.1  # real strokes, not blank
+
+
+def test_videos_are_deterministic_by_seed_and_index():
+    a = mm.MovingMNIST("test", frames=12, seed=1)
+    np.testing.assert_array_equal(a.video(3), mm.MovingMNIST("test", frames=12, seed=1).video(3))
+    assert not np.array_equal(a.video(3), a.video(4))
+    assert not np.array_equal(a.video(3), mm.MovingMNIST("test", frames=12, seed=2).video(3))
+    assert a.videos(2).shape == (2, 12, 64, 64) and a.videos(2).dtype == np.uint8
+
+
+def test_trajectories_move_at_the_standard_speed_and_bounce_inside_the_canvas():
+    rng = np.random.default_rng(0)
+    corners = mm.trajectories(rng, 2, 300)
+    assert corners.min() >= 0 and corners.max() <= mm.FREE
+    steps = np.linalg.norm(np.diff(corners, axis=0).astype(float), axis=-1)
+    assert abs(np.median(steps) - 3.6) < 0.6  # 0.1 of the 36 px free width per frame, rounded to pixels
+    for axis in range(2):  # each coordinate reaches both walls over 300 frames: it bounces
+        assert corners[..., axis].min() <= 4 and corners[..., axis].max() >= mm.FREE - 4
+
+
+def test_digits_combine_by_maximum():
+    imgs = np.full((2, 28, 28), 100, np.uint8)
+    imgs[1] = 50
+    frame = mm.render(imgs, np.array([[[0, 0], [10, 10]]]))[0]
+    assert frame[5, 5] == 100 and frame[15, 15] == 100 and frame[35, 35] == 50 and frame[63, 0] == 0
+
+
+def test_bad_split_and_length():
+    with pytest.raises(VidmError):
+        mm.digits("val")
+    with pytest.raises(VidmError):
+        mm.MovingMNIST("test", frames=0)

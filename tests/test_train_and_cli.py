@@ -1,0 +1,148 @@
+"""The command line end to end on tiny models: train all three stages, generate, extend, make data."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidm.cli import main
+from vidm.video_io import read_video
+
+from conftest import TINY_UNET
+
+DATA = {"dataset": "moving_mnist", "split": "train", "num_videos": 6, "frames": 6, "seed": 0}
+MODELS = {
+    "vae": {"in_channels": 1, "latent_channels": 4, "channels": [8, 16, 16], "resolution": 64},
+    "content": {"unet": {**TINY_UNET, "in_channels": 4}},
+    "motion": {"unet": {**TINY_UNET, "in_channels": 4, "cond_channels": 12}, "context_frames": 2, "max_frames": 8},
+}
+
+
+def write_config(folder, stage, out, **overrides):
+    cfg = {"stage": stage, "out": str(out), "model": MODELS[stage], "data": DATA, "batch_size": 4,
+           "steps": 4, "save_every": 2, "log_every": 1, "warmup_steps": 2, **overrides}
+    path = folder / f"{stage}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def run(*argv):
+    """Runs the CLI in-process; returns the exit code (0 when it returns normally)."""
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model folder made by `vidm train` for all three stages."""
+    root = tmp_path_factory.mktemp("train")
+    out = root / "run"
+    for stage in ("vae", "content", "motion"):
+        assert run("train", stage, "--config", write_config(root, stage, out)) == 0
+    return out
+
+
+def test_training_writes_loadable_stages_logs_and_scale(trained):
+    for stage in ("vae", "content", "motion"):
+        assert (trained / stage / "model.safetensors").is_file()
+        log = [json.loads(line) for line in (trained / stage / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in log)
+    scale = json.loads((trained / "vae" / "config.json").read_text())["config"]["scale_factor"]
+    assert scale != 1.0 and scale > 0
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    straight = tmp_path / "a"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", straight)) == 0
+    split = tmp_path / "b"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", split, steps=2)) == 0
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", split), "--resume") == 0
+    a = torch.load(straight / "vae" / "train_state.pt", weights_only=True)
+    b = torch.load(split / "vae" / "train_state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for part in ("model", "ema"):
+        for name in a[part]:
+            torch.testing.assert_close(a[part][name], b[part][name], atol=0, rtol=0)
+
+
+def test_training_refuses_to_overwrite_or_resume_nothing(tmp_path, capsys):
+    cfg = write_config(tmp_path, "vae", tmp_path / "r", steps=1)
+    assert run("train", "vae", "--config", cfg, "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert run("train", "vae", "--config", cfg) == 0
+    assert run("train", "vae", "--config", cfg) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert run("train", "content", "--config", cfg) == 2
+
+
+@pytest.mark.parametrize("fmt, name", [("mp4", "video_000.mp4"), ("gif", "video_000.gif"),
+                                        ("webm", "video_000.webm"), ("png", "video_000")])
+def test_generate_writes_videos(trained, tmp_path, fmt, name):
+    out = tmp_path / "samples"
+    assert run("generate", "--model", trained, "--num-videos", 2, "--frames", 5, "--steps", 2,
+               "--format", fmt, "--out", out, "--quiet") == 0
+    video = read_video(out / name)
+    assert video.shape == (5, 64, 64, 3)
+    assert len(list(out.iterdir())) == 2
+
+
+def test_generate_from_a_first_frame_and_extend_a_clip(trained, tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 65535, (300, 200), dtype=np.uint16)).save(tmp_path / "f.png")
+    assert run("generate", "--model", trained, "--num-videos", 1, "--frames", 3, "--steps", 2, "--format", "png",
+               "--first-frame", tmp_path / "f.png", "--out", tmp_path / "g", "--quiet") == 0
+    assert len(list((tmp_path / "g" / "video_000").iterdir())) == 3
+    clip = np.random.default_rng(1).integers(0, 255, (7, 48, 80), dtype=np.uint8)
+    np.save(tmp_path / "clip.npy", clip)
+    assert run("extend", tmp_path / "clip.npy", "--model", trained, "--frames", 4, "--steps", 2,
+               "--out", tmp_path / "ext.gif", "--quiet") == 0
+    assert read_video(tmp_path / "ext.gif").shape == (11, 64, 64, 3)
+
+
+def test_data_command_writes_clips(tmp_path):
+    assert run("data", "moving-mnist", "--out", tmp_path, "--split", "test", "--num", 3, "--frames", 7) == 0
+    clips = sorted(tmp_path.glob("*.npy"))
+    assert len(clips) == 3 and np.load(clips[0]).shape == (7, 64, 64)
+
+
+def bad_inputs(tmp_path, trained):
+    (tmp_path / "notimage.png").write_text("hello")
+    (tmp_path / "notimage.mp4").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for stage in ("vae", "content"):
+        (broken / stage).symlink_to(trained / stage)
+    return [
+        (["generate", "--model", trained, "--first-frame", tmp_path / "nope.png"], "image not found"),
+        (["generate", "--model", trained, "--first-frame", tmp_path / "notimage.png"], "not a readable image"),
+        (["generate", "--model", trained, "--frames", "0"], "--frames"),
+        (["generate", "--model", trained, "--steps", "0"], "--steps"),
+        (["generate", "--model", tmp_path / "nomodel"], "model folder not found"),
+        (["generate", "--model", broken], "missing motion"),
+        (["extend", tmp_path / "empty", "--model", trained, "--out", tmp_path / "o.mp4"], "no image frames"),
+        (["extend", tmp_path / "notimage.png", "--model", trained, "--out", tmp_path / "o.mp4"], "unsupported file type"),
+        (["extend", tmp_path / "notimage.mp4", "--model", trained, "--out", tmp_path / "o.mp4"], "no frames"),
+    ]
+
+
+def test_bad_inputs_give_one_line_errors_and_no_output(trained, tmp_path, capsys):
+    for argv, match in bad_inputs(tmp_path, trained):
+        out = tmp_path / "out"
+        code = run(*argv, *([] if "extend" in argv else ["--out", out]), "--quiet")
+        err = capsys.readouterr().err.strip()
+        assert code == 2, argv
+        assert len(err.splitlines()) == 1 and match in err, (argv, err)
+        assert not out.exists() and not (tmp_path / "o.mp4").exists()
+
+
+def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vidm", "extend", str(tmp_path / "missing.avi"), "--out",
+                           str(tmp_path / "x.mp4")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"vidm: error: video not found: {tmp_path / 'missing.avi'}"
