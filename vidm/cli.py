@@ -197,11 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fps", type=positive_float, default=8.0)
     d.set_defaults(func=cmd_data_moving_mnist)
 
+    from .data import prepare
+
+    prepare.register(data_sub)
+
     p = sub.add_parser("train", help="train one stage (vae, content or motion) from a JSON config")
     p.add_argument("stage", choices=["vae", "content", "motion"])
     p.add_argument("--config", required=True, help="training config (JSON), e.g. configs/moving-mnist-64/vae.json")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    from . import fvd
+
+    fvd.register(sub)
     return parser
 
 

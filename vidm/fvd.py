@@ -153,6 +153,16 @@ def embed(detector: Detector, clips: list[np.ndarray]) -> list[np.ndarray]:
     return [detector.features(c[None])[0] for c in clips]
 
 
+def embed_share(detector: Detector, indices: Sequence[int], clips: list) -> dict:
+    """index -> (features, clip (H, W)) for each loaded clip, None for each skipped one."""
+    out = dict.fromkeys(indices)
+    kept = [(i, c) for i, c in zip(indices, clips) if c is not None]
+    if kept:
+        features = embed(detector, [c for _, c in kept])
+        out.update({i: (f, c.shape[1:3]) for (i, c), f in zip(kept, features)})
+    return out
+
+
 def all_gather(obj) -> list:
     if dist.world_size() == 1:
         return [obj]
@@ -176,10 +186,7 @@ def extract_features(detector: Detector, count: int, load_batch: LoadBatch, limi
         chunk = range(start, min(start + batch_size * world, count))
         mine = list(chunk[rank::world])
         try:
-            clips = load_batch(mine) if mine else []
-            kept = [c for c in clips if c is not None]
-            feats = iter(embed(detector, kept) if kept else [])
-            part = ({i: (None if c is None else (next(feats), c.shape[1:3])) for i, c in zip(mine, clips)}, None)
+            part = (embed_share(detector, mine, load_batch(mine) if mine else []), None)
         except VidmError as e:  # gathered, so every process stops with the message instead of hanging
             part = ({}, str(e))
         results = {}
@@ -200,7 +207,7 @@ def extract_features(detector: Detector, count: int, load_batch: LoadBatch, limi
             bar.update(1)
         start = chunk.stop
     bar.close()
-    return {"features": np.asarray(features, dtype=np.float64).reshape(len(used), -1), "used": used,
+    return {"features": np.stack(features) if features else np.empty((0, 0)), "used": used,
             "skipped": skipped, "sizes": sorted(sizes)}
 
 
@@ -222,14 +229,14 @@ def save_stats(path: Path, stats: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, mu=stats["mu"], sigma=stats["sigma"], used=len(stats["used"]), skipped=stats["skipped"],
+        np.savez(f, mu=stats["mu"], sigma=stats["sigma"], videos=stats["videos"], skipped=stats["skipped"],
                  sizes=np.asarray(stats["sizes"], dtype=np.int64).reshape(-1, 2))
     os.replace(tmp, path)
 
 
 def load_stats(path: Path) -> dict:
     with np.load(path) as f:
-        return {"mu": f["mu"], "sigma": f["sigma"], "used": int(f["used"]), "skipped": int(f["skipped"]),
+        return {"mu": f["mu"], "sigma": f["sigma"], "videos": int(f["videos"]), "skipped": int(f["skipped"]),
                 "sizes": [tuple(int(v) for v in s) for s in f["sizes"]]}
 
 
@@ -248,12 +255,14 @@ def real_stats(detector: Detector, root: str | os.PathLike, protocol: Protocol, 
 
     out = extract_features(detector, len(paths), real_loader(paths, protocol, seed), num_videos, batch_size,
                            desc="real videos")
-    if len(out["used"]) < num_videos:
-        raise VidmError(f"{root}: only {len(out['used'])} of {len(paths)} videos have the {protocol.span} "
-                        f"frames {protocol.name} needs ({out['skipped']} shorter ones skipped); "
-                        f"{num_videos} requested: pass --num-videos {len(out['used'])} or add videos")
+    found = len(out["used"])
+    if found < num_videos:
+        hint = f"pass --num-videos {found} or add videos" if found >= 2 else "add longer videos"
+        raise VidmError(f"{root}: only {found} of {len(paths)} videos have the {protocol.span} frames "
+                        f"{protocol.name} needs ({out['skipped']} shorter ones skipped); {num_videos} "
+                        f"requested: {hint}")
     mu, sigma = feature_stats(out["features"])
-    stats = {"mu": mu, "sigma": sigma, "used": len(out["used"]), "skipped": out["skipped"], "sizes": out["sizes"]}
+    stats = {"mu": mu, "sigma": sigma, "videos": found, "skipped": out["skipped"], "sizes": out["sizes"]}
     if cache is not None and dist.is_main():
         save_stats(cache, stats)
     return {**stats, "cached": False, "cache": str(cache) if cache else None}
@@ -280,20 +289,15 @@ def pipeline_loader(folder: Path, protocol: Protocol, seed: int, device, sample_
     return load
 
 
-def fake_features(detector: Detector, fake: str | os.PathLike, protocol: Protocol, num_videos: int, seed: int,
-                  batch_size: int, sample_kwargs: dict) -> dict:
-    """Features of the fake set: a folder of generated videos, or videos sampled from a checkpoint folder."""
-    fake = Path(fake)
+def fake_loader(fake: Path, protocol: Protocol, num_videos: int, seed: int, device,
+                sample_kwargs: dict) -> tuple[LoadBatch, str]:
+    """How to get the fake clips: from a folder of generated videos, or by sampling a model folder."""
     if is_checkpoint(fake):
-        load = pipeline_loader(fake, protocol, seed, detector.device, sample_kwargs)
-        return {**extract_features(detector, num_videos, load, num_videos, batch_size, desc="sampled videos"),
-                "source": "checkpoint", "available": None}
+        return pipeline_loader(fake, protocol, seed, device, sample_kwargs), "checkpoint"
     paths = find_videos(fake)
     if len(paths) < num_videos:
         raise VidmError(f"{fake}: {len(paths)} videos, but {num_videos} requested: pass --num-videos {len(paths)}")
-    out = extract_features(detector, num_videos, video_folder_loader(paths, protocol), num_videos, batch_size,
-                           desc="fake videos")
-    return {**out, "source": "videos", "available": len(paths)}
+    return video_folder_loader(paths, protocol), "videos"
 
 
 # --- the metric ---
@@ -314,15 +318,17 @@ def compute_fvd(real: str | os.PathLike, fake: str | os.PathLike, detector: Dete
         if not Path(path).exists():
             raise VidmError(f"{name} videos not found: {path}")
     sample_kwargs = dict(sample_kwargs or {})
+    # the fake side is checked first: the real side may take an hour when its statistics are not cached
+    load_fake, source = fake_loader(Path(fake), proto, num_videos, seed, detector.device, sample_kwargs)
     r = real_stats(detector, real, proto, num_videos, seed, batch_size, cache_dir)
-    f = fake_features(detector, fake, proto, num_videos, seed, batch_size, sample_kwargs)
+    f = extract_features(detector, num_videos, load_fake, num_videos, batch_size, desc="fake videos")
     mu, sigma = feature_stats(f["features"])
     return {
         "fvd": frechet_distance(r["mu"], r["sigma"], mu, sigma),
         "protocol": dataclasses.asdict(proto),
-        "real": {"path": str(real), "videos": r["used"], "skipped_short": r["skipped"],
+        "real": {"path": str(real), "videos": r["videos"], "skipped_short": r["skipped"],
                  "resolutions": [list(s) for s in r["sizes"]], "stats_cached": r["cached"], "cache": r["cache"]},
-        "fake": {"path": str(fake), "source": f["source"], "videos": len(f["used"]),
+        "fake": {"path": str(fake), "source": source, "videos": len(f["used"]),
                  "resolutions": [list(s) for s in f["sizes"]], "sampling": sample_kwargs},
         "detector": {"file": detector.name, "sha256": detector.sha256[:16] if detector.sha256 else None,
                      "format": "torchscript" if detector.scripted else "InceptionI3d state dict",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -236,7 +237,9 @@ def load_detector(path: str | os.PathLike | None = None, device="cpu") -> Detect
     sha256 = file_sha256(path)
     if is_torchscript(path):
         try:
-            net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch deprecates TorchScript, but this file exists only as one
+                warnings.simplefilter("ignore", FutureWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as e:
             raise VidmError(f"{path}: unreadable TorchScript archive ({str(e).splitlines()[0]})") from None
         return Detector(net, scripted=True, name=str(path), sha256=sha256, device=device)
@@ -246,8 +249,16 @@ def load_detector(path: str | os.PathLike | None = None, device="cpu") -> Detect
 
 
 def random_detector(seed: int = 0, device="cpu") -> Detector:
-    """InceptionI3d with PyTorch's default init drawn from `seed`: for tests and proxy benchmarks only."""
-    with torch.random.fork_rng(devices=[]):
+    """InceptionI3d with random weights drawn from `seed`: for tests and proxy benchmarks only."""
+    net = InceptionI3d()
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's random state
         torch.manual_seed(seed)
-        net = InceptionI3d()
+        for module in net.modules():
+            if isinstance(module, nn.Conv3d):
+                # He init (He et al. 2015) keeps activations at unit scale through the 60-odd layers;
+                # PyTorch's default shrinks them until every video gets nearly the same features
+                gain = "linear" if module.bias is not None else "relu"
+                nn.init.kaiming_normal_(module.weight, nonlinearity=gain)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
     return Detector(net, scripted=False, name=f"random InceptionI3d (seed {seed})", sha256=None, device=device)

@@ -163,6 +163,17 @@ def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, 
 STAGES = {"vae": VAEStage, "content": ContentStage, "motion": MotionStage}
 
 
+class StageLoss(torch.nn.Module):
+    """A stage's loss as a module's forward, so that DDP wraps (and syncs) the whole computation."""
+
+    def __init__(self, model: torch.nn.Module, stage):
+        super().__init__()
+        self.model, self.stage = model, stage
+
+    def forward(self, indices: np.ndarray, draws: dict) -> torch.Tensor:
+        return self.stage.loss(self.model, indices, draws)
+
+
 def to_model_input(frames: np.ndarray, device) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float (N, C, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
@@ -229,7 +240,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step = state["step"]
 
     world, rank = dist.world_size(), dist.rank()
-    net = DistributedDataParallel(model) if world > 1 else model
+    net = StageLoss(model, stage)
+    if world > 1:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
     local = cfg.batch_size // world
@@ -253,7 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             sync_now = m == cfg.accum_steps - 1
             ctx = net.no_sync() if (world > 1 and not sync_now) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
-                loss = stage.loss(net, indices[part], {n: v[part] for n, v in draws.items()})
+                loss = net(indices[part], {n: v[part] for n, v in draws.items()})
                 (loss / cfg.accum_steps).backward()
             total += loss.item() / cfg.accum_steps
         if cfg.grad_clip > 0:
