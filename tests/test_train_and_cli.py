@@ -146,3 +146,17 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
                            str(tmp_path / "x.mp4")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"vidm: error: video not found: {tmp_path / 'missing.avi'}"
+
+
+def test_export_copies_the_models_without_training_state(trained, tmp_path):
+    from vidm.pipeline import VIDMPipeline
+
+    assert run("export", trained, tmp_path / "full") == 0
+    assert run("export", trained, tmp_path / "half", "--half") == 0
+    assert not list((tmp_path / "full").rglob("train_state.pt"))
+    full, half = (sum(f.stat().st_size for f in (tmp_path / d).rglob("*.safetensors")) for d in ("full", "half"))
+    assert half < 0.6 * full
+    a = VIDMPipeline.from_pretrained(trained)(num_videos=1, num_frames=3, num_inference_steps=2, seed=0).frames
+    b = VIDMPipeline.from_pretrained(tmp_path / "full")(num_videos=1, num_frames=3, num_inference_steps=2,
+                                                        seed=0).frames
+    np.testing.assert_array_equal(a, b)

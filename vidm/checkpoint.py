@@ -37,12 +37,15 @@ def build(kind: str, config: dict) -> nn.Module:
     return cls(from_dict(cfg_cls, config))
 
 
-def save_model(model: nn.Module, folder: str | os.PathLike, state_dict: dict | None = None) -> None:
-    """Writes folder/config.json and folder/model.safetensors, each via a temporary name."""
+def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    """Writes folder/config.json and folder/model.safetensors, each via a temporary name.
+
+    `dtype` (e.g. torch.float16) stores floating-point weights smaller; loading casts them back.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = state_dict if state_dict is not None else model.state_dict()
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().to("cpu", dtype if dtype is not None and v.is_floating_point() else v.dtype)
+               .contiguous() for k, v in model.state_dict().items()}
     tmp = folder / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(folder / WEIGHTS_NAME)

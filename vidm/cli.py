@@ -143,6 +143,17 @@ def cmd_train(args) -> None:
     print(f"trained {args.stage}: {folder}")
 
 
+def cmd_export(args) -> None:
+    import torch
+
+    from .pipeline import VIDMPipeline
+
+    pipe = VIDMPipeline.from_pretrained(args.run)
+    pipe.save_pretrained(args.out, dtype=torch.float16 if args.half else None)
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(f"exported {args.run} to {args.out} ({size / 2**20:.1f} MiB{', float16 weights' if args.half else ''})")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
@@ -206,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="training config (JSON), e.g. configs/moving-mnist-64/vae.json")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="copy a training run's EMA models into a model folder (no training state)")
+    p.add_argument("run", help="the training run's folder (the 'out' of its configs)")
+    p.add_argument("out", help="model folder to write")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    p.set_defaults(func=cmd_export)
 
     from . import fvd
 

@@ -74,14 +74,14 @@ class VIDMPipeline:
         motion = load_model(folder / "motion", "motion", device)
         return cls(vae, content, motion)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
         """Writes vae/, content/ and motion/ into a temporary folder, then moves it into place."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             for name, model in zip(STAGES, (self.vae, self.content, self.motion)):
-                save_model(model, tmp / name)
+                save_model(model, tmp / name, dtype)
             if folder.exists():
                 shutil.rmtree(folder)
             tmp.rename(folder)
