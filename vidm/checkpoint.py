@@ -52,6 +52,18 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
     save_json({"kind": kind_of(model), "config": to_dict(model.config)}, folder / CONFIG_NAME)
 
 
+def state_dict_mismatch(expected: dict, state: dict, optional: tuple[str, ...] = ()) -> str:
+    """'' when `state` fits `expected` exactly, else a short account of missing, extra and misshapen keys.
+
+    Keys ending in one of `optional` may be absent.
+    """
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith(optional))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    return "; ".join(f"{name}: {len(keys)} (e.g. {keys[0]})" for name, keys in
+                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+
+
 def load_model(folder: str | os.PathLike, kind: str | None = None, device="cpu") -> nn.Module:
     """Loads a model folder strictly; any missing file or mismatch is a one-line VidmError."""
     folder = Path(folder)
@@ -73,13 +85,8 @@ def load_model(folder: str | os.PathLike, kind: str | None = None, device="cpu")
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise VidmError(f"{weights}: unreadable weights ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{name}: {len(keys)} (e.g. {keys[0]})" for name, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise VidmError(f"{folder}: config.json does not match model.safetensors ({detail})")
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise VidmError(f"{folder}: config.json does not match model.safetensors ({mismatch})")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

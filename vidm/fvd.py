@@ -29,7 +29,8 @@ from . import dist
 from .config import save_json
 from .errors import VidmError
 from .i3d import ENV_VAR, INPUT_SIZE, Detector, load_detector
-from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_video
+from . import video_io
+from .video_io import VIDEO_SUFFIXES, read_video
 
 DEFAULT_CACHE_DIR = "~/.cache/vidm/fvd"
 CHECKPOINT_PARTS = ("vae", "content", "motion")  # a pipeline folder, as VIDMPipeline.save_pretrained writes
@@ -120,21 +121,15 @@ def first_clip(video: np.ndarray, protocol: Protocol, name: str) -> np.ndarray:
 
 
 def find_videos(root: str | os.PathLike) -> list[Path]:
-    """Videos under `root`, searched recursively, in sorted path order: video files, .npy, frame folders."""
+    """Videos under `root` in sorted path order: video files, .npy arrays and frame folders."""
     root = Path(root)
     if not root.is_dir():
         raise VidmError(f"not a folder of videos: {root}")
-    suffixes = VIDEO_SUFFIXES | {".npy"}
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden: e.g. a writer's unfinished output
-        files = [f for f in files if not f.startswith(".")]
-        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files):
-            found.append(Path(folder))
-        found += [Path(folder) / f for f in files if Path(f).suffix.lower() in suffixes]
+    found = video_io.find_videos(root)
     if not found:
-        raise VidmError(f"{root}: no videos found ({', '.join(sorted(suffixes))} files or folders of frames)")
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+        raise VidmError(f"{root}: no videos found ({', '.join(sorted(VIDEO_SUFFIXES | {'.npy'}))} files "
+                        "or folders of frames)")
+    return found
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:

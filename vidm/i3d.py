@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .checkpoint import state_dict_mismatch
 from .errors import VidmError
 
 ENV_VAR = "VIDM_I3D"
@@ -214,15 +215,10 @@ def load_state_dict_strict(net: nn.Module, path: Path) -> None:
         raise VidmError(f"{path}: not a TorchScript archive or a readable state dict ({type(e).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise VidmError(f"{path}: expected a state dict of tensors (InceptionI3d layout)")
-    expected = net.state_dict()
     # files saved by older torch lack num_batches_tracked; BatchNorm fills it in, and eval never reads it
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{label}: {len(keys)} (e.g. {keys[0]})" for label, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise VidmError(f"{path}: not an InceptionI3d state dict ({detail})")
+    mismatch = state_dict_mismatch(net.state_dict(), state, optional=("num_batches_tracked",))
+    if mismatch:
+        raise VidmError(f"{path}: not an InceptionI3d state dict ({mismatch})")
     net.load_state_dict(state, strict=True)
 
 

@@ -132,6 +132,31 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     return np.stack(frames)
 
 
+def is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+
+
+def find_videos(root: str | os.PathLike, suffixes=VIDEO_SUFFIXES | {".npy"}) -> list[Path]:
+    """Video files and folders of image frames under `root`, recursively, sorted by relative path.
+
+    Hidden entries (e.g. a writer's unfinished output) are skipped, and frame folders are not entered.
+    """
+    root = Path(root)
+
+    def walk(folder: Path) -> list[Path]:
+        found = []
+        for entry in folder.iterdir():
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                found += [entry] if is_frame_folder(entry) else walk(entry)
+            elif entry.suffix.lower() in suffixes:
+                found.append(entry)
+        return found
+
+    return sorted(walk(root), key=lambda p: p.relative_to(root).as_posix())
+
+
 # --- fitting to the model ---
 
 def fit_frames(frames: np.ndarray, resolution: int, channels: int) -> np.ndarray:

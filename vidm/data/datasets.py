@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import VidmError
-from ..video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, fit_frames, read_video
+from .. import video_io
+from ..video_io import VIDEO_SUFFIXES, fit_frames, read_video
 
 DATASETS = ("ucf101", "sky", "taichi", "clevrer", "folder")
 SPLITS = {
@@ -70,19 +71,9 @@ def list_videos(dataset: str, root: str | os.PathLike, split: str | None = None,
     return listing
 
 
-def is_frame_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
-
-
 def find_videos(base: Path) -> list[Path]:
-    """Video files and frame folders under `base`, recursively, sorted; frame folders are not entered."""
-    found = []
-    for entry in sorted(base.iterdir()):
-        if entry.is_dir():
-            found += [entry] if is_frame_folder(entry) else find_videos(entry)
-        elif entry.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(entry)
-    return found
+    """Video files and frame folders under `base`, recursively, sorted."""
+    return video_io.find_videos(base, VIDEO_SUFFIXES)
 
 
 def _subfolder(root: Path, name: str, layout: str) -> Path:

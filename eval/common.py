@@ -1,0 +1,160 @@
+"""Shared helpers for the benchmarks in eval/: arguments, model loading, call counting, machine info, JSON."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python eval/x.py` from a source checkout
+    sys.path.insert(0, str(ROOT))
+
+from vidm.config import save_json  # noqa: E402
+from vidm.data.moving_mnist import MovingMNIST  # noqa: E402
+
+RESULTS = ROOT / "eval" / "results"
+
+
+def parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: --model, --out, --threads, --seed."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", help="model folder (default: vidm.cli.default_model_dir(), the shipped checkpoint)")
+    p.add_argument("--out", default=str(RESULTS / out), help=f"JSON results (default eval/results/{out})")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    return p
+
+
+def model_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    from vidm.cli import default_model_dir
+
+    return default_model_dir()
+
+
+def load_pipeline(arg: str | None):
+    from vidm.pipeline import VIDMPipeline
+
+    return VIDMPipeline.from_pretrained(model_dir(arg))
+
+
+def setup(args) -> None:
+    torch.set_num_threads(args.threads)
+
+
+def machine() -> dict:
+    """What a number depends on: CPU, cores, threads, torch build."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.is_available(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_result(path: str | os.PathLike, result: dict, args=None) -> Path:
+    """Writes the result with the command, machine and date, atomically (vidm.config.save_json)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = Path(sys.argv[0]).resolve()
+    script = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    meta = {"command": " ".join(["python", script.as_posix()] + sys.argv[1:]),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "machine": machine()}
+    if args is not None:
+        meta["args"] = {k: v for k, v in vars(args).items()}
+    save_json(to_jsonable({"meta": meta, **result}), path)
+    return path
+
+
+def to_jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return to_jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else round(float(x), 6)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+class CallCounter:
+    """Counts forward calls of the content and motion UNets (forward hooks, not assumptions)."""
+
+    def __init__(self, pipe):
+        self.counts = {"content": 0, "motion": 0}
+        self.handles = [
+            pipe.content.unet.register_forward_hook(lambda *_: self._add("content")),
+            pipe.motion.unet.register_forward_hook(lambda *_: self._add("motion")),
+        ]
+
+    def _add(self, name: str) -> None:
+        self.counts[name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def reset(self) -> None:
+        self.counts = {k: 0 for k in self.counts}
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@contextmanager
+def timer():
+    """`with timer() as t: ...; t()` -> seconds elapsed (perf_counter)."""
+    start = time.perf_counter()
+    end = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def test_videos(num: int, frames: int, seed: int, start: int = 0) -> np.ndarray:
+    """Held-out Moving MNIST (test digits): uint8 (num, frames, 64, 64)."""
+    return MovingMNIST("test", frames=frames, seed=seed).videos(num, start)
+
+
+def batches(total: int, size: int):
+    for lo in range(0, total, size):
+        yield lo, min(lo + size, total)
+
+
+def gray(frames: np.ndarray) -> np.ndarray:
+    """Pipeline output uint8 (..., H, W, 3) with equal channels -> (..., H, W)."""
+    return frames[..., 0] if frames.ndim >= 3 and frames.shape[-1] in (1, 3) else frames
+
+
+def log(*msg) -> None:
+    print(time.strftime("%H:%M:%S"), *msg, file=sys.stderr, flush=True)

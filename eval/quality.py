@@ -1,0 +1,251 @@
+"""Quality on held-out Moving MNIST: 10 -> 10 prediction (MSE/SSIM/PSNR) and a proxy Fréchet distance.
+
+Prediction: the first `--context` frames of each test sequence go in as `context`, the model makes the
+next `--future` frames, compared with the truth frame by frame: one sample, best of N samples (per
+sequence the sample with the lowest mean MSE, as stochastic-prediction papers report), and the
+copy-last-frame baseline. Sequence i, sample n uses seed `seed + n * 1_000_000 + i`, so numbers do not
+depend on the batch size.
+
+Fréchet distance: unconditional 16-frame videos vs held-out test videos in the feature space of a
+*randomly initialised* I3D (vidm.i3d.random_detector) -- a proxy, NOT comparable with published FVD,
+reported with its real-vs-real floor and a static (first frame repeated) baseline.
+
+    python eval/quality.py --model runs/moving-mnist-64 --num 1000 --best-of 5 --fvd-videos 1000
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_videos, timer,
+                    write_result)
+from vidm.metrics import mse_per_frame, psnr, ssim
+
+SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
+METRICS = {"mse": mse_per_frame, "ssim": ssim, "psnr": psnr}
+
+
+def predict(pipe, clips: np.ndarray, future: int, sampler: str, steps: int, seed: int, batch: int,
+            counter: CallCounter | None = None) -> np.ndarray:
+    """uint8 clips (N, Tc, H, W) -> predicted uint8 frames (N, future, H, W); sequence i uses seed + i."""
+    out = np.empty((len(clips), future, *clips.shape[2:]), dtype=np.uint8)
+    for lo, hi in batches(len(clips), batch):
+        frames = pipe(num_videos=hi - lo, num_frames=future, context=clips[lo:hi, ..., None],
+                      num_inference_steps=steps, sampler=sampler, seed=seed + lo).frames
+        out[lo:hi] = gray(frames)
+    return out
+
+
+def frame_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sequence and frame (N, T) arrays of each metric."""
+    return {name: fn(pred, true) for name, fn in METRICS.items()}
+
+
+def summarise(per: dict[str, np.ndarray]) -> dict:
+    """(N, T) metrics -> per-future-frame means and the mean over frames (with its standard error)."""
+    out = {}
+    for name, values in per.items():
+        seq_mean = values.mean(axis=1)
+        out[name] = {"mean": float(seq_mean.mean()),
+                     "sem": float(seq_mean.std(ddof=1) / np.sqrt(len(seq_mean))) if len(seq_mean) > 1 else None,
+                     "per_frame": values.mean(axis=0).tolist()}
+    return out
+
+
+def evaluate_prediction(pipe, videos: np.ndarray, context: int, sampler: str, steps: int, seed: int,
+                        samples: int, batch: int) -> tuple[dict, np.ndarray]:
+    """Metrics of the model (sample 0, best of `samples`) and copy-last on videos (N, context+future, H, W)."""
+    clips, truth = videos[:, :context], videos[:, context:]
+    future = truth.shape[1]
+    counter = CallCounter(pipe)
+    per_sample, first_pred = [], None
+    with timer() as took:
+        for n in range(samples):
+            pred = predict(pipe, clips, future, sampler, steps, seed + n * SAMPLE_STRIDE, batch)
+            per_sample.append(frame_metrics(pred, truth))
+            if n == 0:
+                first_pred = pred
+            log(f"  sample {n + 1}/{samples}: mse {per_sample[-1]['mse'].mean():.1f}")
+    counter.remove()
+    stacked = {k: np.stack([m[k] for m in per_sample], axis=1) for k in METRICS}  # (N, S, T)
+    best = stacked["mse"].mean(axis=2).argmin(axis=1)  # per sequence, lowest mean MSE
+    pick = lambda a: a[np.arange(len(a)), best]  # noqa: E731
+    copy_last = np.repeat(clips[:, -1:], future, axis=1)
+    result = {
+        "model": summarise({k: v[:, 0] for k, v in stacked.items()}),
+        f"best_of_{samples}": summarise({k: pick(v) for k, v in stacked.items()}),
+        "copy_last": summarise(frame_metrics(copy_last, truth)),
+        # batched calls: each pipeline call makes this many per frame, whatever its batch size
+        "network_calls_per_frame": counter.total / (samples * future * batch_count(len(clips), batch)),
+        "seconds": took(),
+    }
+    copy = result["copy_last"]["mse"]["mean"]
+    result["mse_improvement_over_copy_last"] = {
+        "model": 1 - result["model"]["mse"]["mean"] / copy,
+        f"best_of_{samples}": 1 - result[f"best_of_{samples}"]["mse"]["mean"] / copy,
+    }
+    return result, first_pred
+
+
+def batch_count(n: int, batch: int) -> int:
+    return -(-n // batch)
+
+
+# --- Fréchet distance in the feature space of a random I3D ---
+
+def features(detector, videos_fn, num: int, batch: int, what: str) -> np.ndarray:
+    """Detector features of `num` videos made by videos_fn(lo, hi) -> uint8 (B, T, H, W[, C])."""
+    out = []
+    with timer() as took:
+        for lo, hi in batches(num, batch):
+            v = videos_fn(lo, hi)
+            if v.ndim == 4:
+                v = v[..., None]
+            out.append(detector.features(v))
+    log(f"  {what}: {num} videos in {took():.0f} s")
+    return np.concatenate(out)
+
+
+def evaluate_fvd(pipe, num: int, frames: int, steps: int, sampler: str, seed: int, data_seeds: tuple[int, int],
+                 detector_seed: int, batch: int, gen_batch: int) -> dict:
+    from vidm.fvd import feature_stats, frechet_distance
+    from vidm.i3d import random_detector
+
+    detector = random_detector(seed=detector_seed)
+    real_a = test_videos(num, frames, data_seeds[0])
+    real_b = test_videos(num, frames, data_seeds[1])
+    with timer() as probe:  # I3D speed on this machine, reported so that others can size their run
+        detector.features(real_a[:batch, ..., None])
+    sec_per_video_i3d = probe() / batch
+
+    def generated(lo, hi):
+        return pipe(num_videos=hi - lo, num_frames=frames, num_inference_steps=steps, sampler=sampler,
+                    seed=seed + lo).frames[..., :1]
+
+    with timer() as gen_took:
+        fake = np.concatenate([generated(lo, hi) for lo, hi in batches(num, gen_batch)])
+    log(f"  generated {num} videos in {gen_took():.0f} s")
+    feats = {
+        "generated": features(detector, lambda lo, hi: fake[lo:hi], num, batch, "generated"),
+        "real_a": features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A"),
+        "real_b": features(detector, lambda lo, hi: real_b[lo:hi], num, batch, "real B"),
+        "static": features(detector, lambda lo, hi: np.repeat(real_a[lo:hi, :1], frames, axis=1), num, batch,
+                           "static"),
+    }
+    stats = {k: feature_stats(v) for k, v in feats.items()}
+    fd = lambda a, b: frechet_distance(*stats[a], *stats[b])  # noqa: E731
+    return {
+        "label": "PROXY: Fréchet distance in the features of a randomly initialised I3D (random_detector(seed="
+                 f"{detector_seed})); not comparable with published FVD, which needs Kinetics-400 I3D weights",
+        "videos_per_set": num, "frames": frames, "sampler": sampler, "steps": steps,
+        "real_sets": {"reference": f"MovingMNIST('test', frames={frames}, seed={data_seeds[0]}) videos 0..{num - 1}",
+                      "second": f"MovingMNIST('test', frames={frames}, seed={data_seeds[1]}) videos 0..{num - 1}"},
+        "fd": {
+            "generated_vs_test": fd("generated", "real_a"),
+            "real_vs_real_floor": fd("real_b", "real_a"),
+            "static_vs_test": fd("static", "real_a"),
+            "generated_vs_second_test": fd("generated", "real_b"),
+        },
+        "i3d_seconds_per_video": sec_per_video_i3d,
+        "generation_seconds": gen_took(),
+    }
+
+
+def save_examples(path, videos, pred, context: int, rows: int = 4) -> None:
+    """A PNG: per example a row of context frames, truth and prediction (every other frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    future = pred.shape[1]
+    show = list(range(0, context, 2)), list(range(0, future, 1))
+    fig, axes = plt.subplots(2 * rows, len(show[1]), figsize=(len(show[1]) * 0.9, 2 * rows * 0.95))
+    for r in range(rows):
+        for c, t in enumerate(show[1]):
+            for k, (img, label) in enumerate(((videos[r, context + t], "truth"), (pred[r, t], "model"))):
+                ax = axes[2 * r + k, c]
+                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+                ax.set_xticks([]), ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(f"#{r} {label}", fontsize=7)
+                if r == 0 and k == 0:
+                    ax.set_title(f"t+{t + 1}", fontsize=7)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_curves(path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, metric in zip(axes, ("mse", "ssim", "psnr")):
+        for key in [k for k in result if isinstance(result[k], dict) and metric in result[k]]:
+            ys = result[key][metric]["per_frame"]
+            ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=key)
+        ax.set_xlabel("future frame")
+        ax.set_title({"mse": "MSE per frame (lower is better)", "ssim": "SSIM (higher is better)",
+                      "psnr": "PSNR dB (higher is better)"}[metric], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = parser("Moving MNIST 10 -> 10 prediction quality and a proxy Fréchet distance", "quality.json")
+    p.add_argument("--num", type=int, default=1000, help="test sequences for 10 -> 10 (default 1000)")
+    p.add_argument("--context", type=int, default=10)
+    p.add_argument("--future", type=int, default=10)
+    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--best-of", type=int, default=5, help="samples per sequence for best-of-N (default 5)")
+    p.add_argument("--batch", type=int, default=100, help="sequences per pipeline call")
+    p.add_argument("--data-seed", type=int, default=1, help="MovingMNIST test seed for 10 -> 10 (default 1)")
+    p.add_argument("--fvd-videos", type=int, default=1000, help="videos per set for the Fréchet distance; 0 skips")
+    p.add_argument("--fvd-frames", type=int, default=16)
+    p.add_argument("--fvd-batch", type=int, default=8, help="videos per I3D call")
+    p.add_argument("--fvd-data-seeds", type=int, nargs=2, default=(2, 3), help="the two disjoint real test sets")
+    p.add_argument("--detector-seed", type=int, default=0)
+    p.add_argument("--skip-predict", action="store_true")
+    p.add_argument("--plots", default=str(RESULTS), help="folder for the PNG plots ('' for none)")
+    args = p.parse_args()
+    setup(args)
+    pipe = load_pipeline(args.model)
+    result: dict = {}
+    if not args.skip_predict:
+        log(f"10 -> 10 on {args.num} test sequences, {args.sampler} x {args.steps} steps, best of {args.best_of}")
+        videos = test_videos(args.num, args.context + args.future, args.data_seed)
+        pred_result, pred = evaluate_prediction(pipe, videos, args.context, args.sampler, args.steps, args.seed,
+                                                args.best_of, args.batch)
+        result["prediction"] = {"task": f"{args.context} -> {args.future}", "sequences": args.num,
+                                "data": f"MovingMNIST('test', frames={args.context + args.future}, "
+                                        f"seed={args.data_seed}) videos 0..{args.num - 1}",
+                                "sampler": args.sampler, "steps": args.steps,
+                                "mse_definition": "sum of squared errors over the 64x64 frame, pixels in [0, 1]",
+                                **pred_result}
+        if args.plots:
+            from pathlib import Path
+
+            Path(args.plots).mkdir(parents=True, exist_ok=True)
+            save_curves(Path(args.plots) / "quality_per_frame.png", result["prediction"])
+            save_examples(Path(args.plots) / "quality_examples.png", videos, pred, args.context)
+        write_result(args.out, result, args)  # partial result, in case the FVD part is interrupted
+        r = result["prediction"]
+        log(f"  model mse {r['model']['mse']['mean']:.1f}, best-of-{args.best_of} "
+            f"{r[f'best_of_{args.best_of}']['mse']['mean']:.1f}, copy-last {r['copy_last']['mse']['mean']:.1f}")
+    if args.fvd_videos > 0:
+        log(f"proxy Fréchet distance on {args.fvd_videos} videos per set")
+        result["frechet_proxy"] = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, args.steps, args.sampler,
+                                               args.seed, tuple(args.fvd_data_seeds), args.detector_seed,
+                                               args.fvd_batch, args.batch)
+        log("  " + ", ".join(f"{k} {v:.2f}" for k, v in result["frechet_proxy"]["fd"].items()))
+    print(write_result(args.out, result, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Training throughput per stage (vae, content, motion) with the real Moving MNIST configs.
+
+Runs vidm.train.train on each config of --configs with a temporary `out` folder, `--steps` steps and a
+small data.num_videos (so that the content/motion latent cache encodes quickly; the VAE is the model's
+vae/ folder). Timing comes from the run's own log: log_every = --warmup, and the time between the
+first log line and the last covers only the steps after warm-up (the final checkpoint is written
+after the last log line, so it is not counted). Samples are frames (vae, content) or frame pairs
+(motion) of the global batch.
+
+    python eval/train_throughput.py --model runs/moving-mnist-64
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+from common import ROOT, log, model_dir, parser, setup, write_result
+from vidm.train import load_train_config, train
+
+
+def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -> dict:
+    cfg = load_train_config(str(config))
+    with tempfile.TemporaryDirectory(prefix="vidm-throughput-") as tmp:
+        cfg = dataclasses.replace(cfg, out=tmp, steps=steps, log_every=warmup, save_every=steps,
+                                  data=dataclasses.replace(cfg.data, num_videos=num_videos),
+                                  vae=str(vae) if cfg.stage != "vae" else "")
+        train(cfg, progress=False)
+        lines = [json.loads(line) for line in (Path(tmp) / cfg.stage / "log.jsonl").read_text().splitlines()]
+    first, last = lines[0], lines[-1]
+    seconds = last["seconds"] - first["seconds"]
+    measured = last["step"] - first["step"]
+    return {"stage": cfg.stage, "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
+            "batch_size": cfg.batch_size, "steps_timed": measured, "warmup_steps": first["step"],
+            "seconds": seconds, "steps_per_second": measured / seconds,
+            "samples_per_second": measured * cfg.batch_size / seconds,
+            "seconds_per_step": seconds / measured, "num_videos": num_videos}
+
+
+def main() -> None:
+    p = parser("Training samples per second per stage on this machine", "train_throughput.json")
+    p.add_argument("--configs", nargs="+", default=[str(ROOT / "configs/moving-mnist-64" / f"{s}.json")
+                                                    for s in ("vae", "content", "motion")])
+    p.add_argument("--steps", type=int, default=40, help="steps per stage, warm-up included (default 40)")
+    p.add_argument("--warmup", type=int, default=10, help="steps before timing starts (default 10)")
+    p.add_argument("--num-videos", type=int, default=64, help="data.num_videos (default 64)")
+    args = p.parse_args()
+    setup(args)
+    vae = model_dir(args.model) / "vae"
+    rows = []
+    for config in args.configs:
+        row = measure(Path(config).resolve(), vae, args.steps, args.warmup, args.num_videos)
+        rows.append(row)
+        log(f"  {row['stage']:8s}: {row['samples_per_second']:.0f} samples/s "
+            f"({row['seconds_per_step']:.3f} s per step of {row['batch_size']})")
+    print(write_result(args.out, {"rows": rows}, args))
+
+
+if __name__ == "__main__":
+    main()

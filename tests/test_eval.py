@@ -1,0 +1,86 @@
+"""Fast checks of the benchmark metrics (vidm.metrics) and the eval/ helpers, on tiny models."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidm.metrics import PSNR_CAP, bright_fraction, count_blobs, mse_per_frame, psnr, ssim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
+
+
+def frames(seed=0, shape=(3, 64, 64)):
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def test_identical_frames():
+    x = frames()
+    assert np.all(mse_per_frame(x, x) == 0)
+    assert np.all(psnr(x, x) == PSNR_CAP)
+    np.testing.assert_allclose(ssim(x, x), 1.0)
+
+
+def test_mse_is_summed_over_the_frame_in_unit_range():
+    black, white = np.zeros((2, 64, 64), np.uint8), np.full((2, 64, 64), 255, np.uint8)
+    np.testing.assert_allclose(mse_per_frame(black, white), [4096, 4096])
+    # channels (RGB with equal channels, as the pipeline returns) give the same numbers as grayscale
+    a, b = frames(1), frames(2)
+    np.testing.assert_allclose(mse_per_frame(a[..., None].repeat(3, -1), b[..., None].repeat(3, -1)),
+                               mse_per_frame(a, b))
+    np.testing.assert_allclose(psnr(black, white), [0.0, 0.0])
+
+
+def test_ssim_matches_skimage():
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    a, b = frames(3), frames(4)
+    b[1] = np.clip(a[1].astype(int) + 20, 0, 255)  # a similar pair as well as unrelated ones
+    ours = ssim(a, b)
+    ref = [skimage_metrics.structural_similarity(x / 255.0, y / 255.0, data_range=1.0) for x, y in zip(a, b)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_blob_statistics_on_a_synthetic_frame():
+    f = np.zeros((64, 64), np.uint8)
+    f[5:15, 5:15] = 255  # a "digit"
+    f[40:50, 30:45] = 200  # another
+    f[60, 60] = 255  # a speck: ignored
+    f[20:30, 50:60] = 100  # too dark: not above the threshold
+    assert count_blobs(f) == 2
+    assert count_blobs(np.stack([f, np.zeros_like(f)])).tolist() == [2, 0]
+    np.testing.assert_allclose(bright_fraction(f), (100 + 150 + 1) / 4096)
+
+
+def test_call_counter_and_predict_on_a_tiny_pipeline():
+    from common import CallCounter
+    from conftest import tiny_pipeline
+    from quality import frame_metrics, predict, summarise
+
+    pipe = tiny_pipeline()
+    counter = CallCounter(pipe)
+    clips = frames(5, (3, 4, 32, 32))
+    pred = predict(pipe, clips, future=2, sampler="ddim", steps=3, seed=0, batch=2)
+    assert pred.shape == (3, 2, 32, 32) and pred.dtype == np.uint8
+    # two pipeline calls (batches of 2 and 1) x 2 frames x 3 steps, no content model with a context
+    assert counter.counts == {"content": 0, "motion": 12}
+    counter.reset()
+    pipe(num_videos=2, num_frames=3, num_inference_steps=4, seed=0)
+    assert counter.counts == {"content": 4, "motion": 8}
+    counter.remove()
+    # batch size does not change predictions (sequence i uses seed + i)
+    np.testing.assert_array_equal(pred, predict(pipe, clips, 2, "ddim", 3, 0, batch=3))
+    summary = summarise(frame_metrics(pred, clips[:, -2:]))
+    assert set(summary) == {"mse", "ssim", "psnr"} and len(summary["mse"]["per_frame"]) == 2
+
+
+def test_curve_summary_finds_the_fewest_steps():
+    from speed import curve_summary
+
+    rows = [{"sampler": s, "steps": n, "mse": m, "ssim": 0.5, "network_calls_per_frame": n}
+            for s, n, m in [("ddpm", 10, 300), ("ddpm", 100, 200), ("ddim", 5, 230), ("ddim", 10, 198),
+                            ("ddim", 100, 190)]]
+    summary = curve_summary(rows, 0.05)
+    assert summary["ddim"]["fewest_steps_matching_vidm_setting"] == 10
+    assert summary["ddim"]["call_reduction_vs_vidm_setting"] == 10
+    assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10
+    assert summary["ddpm"]["fewest_steps_within_tolerance_of_own_reference"] == 100
