@@ -356,3 +356,36 @@ def test_recipes_load_and_fit_together():
             assert cfg.data.dataset == "prepared" and cfg.data.root.endswith(f"-{resolution}")
             assert cfg.bf16 and cfg.out == f"runs/{folder.name}" and cfg.data == vae.data
         assert json.loads((folder / "vae.json").read_text())["stage"] == "vae"
+
+
+def test_class_conditional_models_train_on_labelled_data_and_sample_by_class(ucf, tmp_path):
+    from vidm.errors import VidmError
+    from vidm.pipeline import VIDMPipeline
+
+    prepare("ucf101", ucf, tmp_path / "ucf16", 16, progress=False)
+    index = json.loads((tmp_path / "ucf16" / "train" / "index.json").read_text())
+    num_classes = len(index["classes"])
+    data = {"dataset": "prepared", "root": str(tmp_path / "ucf16"), "frames": 4, "num_videos": 0}
+    unet = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [1], "heads": 2, "embed_dim": 32,
+            "num_classes": num_classes}
+    models = {"vae": {"in_channels": 3, "channels": [8, 16], "resolution": 16},
+              "content": {"unet": unet},
+              "motion": {"unet": {**unet, "cond_channels": 12}, "max_frames": 4}}
+    for stage, model in models.items():
+        path = tmp_path / f"{stage}.json"
+        path.write_text(json.dumps({"stage": stage, "out": str(tmp_path / "run"), "model": model, "data": data,
+                                    "batch_size": 4, "steps": 2, "save_every": 2, "log_every": 1}))
+        train(load_train_config(str(path)), progress=False)
+    pipe = VIDMPipeline.from_pretrained(tmp_path / "run")
+    frames = pipe(num_videos=2, num_frames=3, num_inference_steps=2, seed=0, labels=[0, num_classes - 1]).frames
+    assert frames.shape == (2, 3, 16, 16, 3)
+    # The same model on unlabelled Moving MNIST is refused with a clear error.
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"stage": "content", "out": str(tmp_path / "bad"), "vae": str(tmp_path / "run" / "vae"),
+                               "model": models["content"], "data": {"dataset": "moving_mnist", "num_videos": 2,
+                                                                    "frames": 2}, "steps": 1}))
+    with pytest.raises(VidmError, match="needs a labelled dataset"):
+        train(load_train_config(str(bad)), progress=False)
+    bad.write_text(bad.read_text().replace(f'"num_classes": {num_classes}', '"num_classes": 0'))
+    with pytest.raises(VidmError, match="the VAE takes"):
+        train(load_train_config(str(bad)), progress=False)

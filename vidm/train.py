@@ -97,6 +97,7 @@ class VAEStage:
     def __init__(self, cfg: TrainConfig, model: Autoencoder, device):
         self.cfg, self.device = cfg, device
         self.source = open_source(cfg.data)
+        check_frames(self.source.video(0), model, cfg.data.dataset)
         self.size = len(self.source) * self.source.frames  # every frame of every clip
         self.latent_shape = model.latent_shape()
 
@@ -109,8 +110,26 @@ class VAEStage:
         return model.loss(x, draws["noise"].to(self.device), self.cfg.kl_weight)
 
 
+def class_labels(cfg: TrainConfig, model) -> torch.Tensor | None:
+    """Per-video class labels for a class-conditional model; None for an unconditional one."""
+    num_classes = model.config.unet.num_classes
+    if not num_classes:
+        return None
+    labels = getattr(open_source(cfg.data), "labels", None)
+    if labels is None or min(labels) < 0:
+        raise VidmError(f"a class-conditional model needs a labelled dataset; {cfg.data.dataset!r} has no labels")
+    if max(labels) >= num_classes:
+        raise VidmError(f"the data has label {max(labels)}, the model only {num_classes} classes")
+    return torch.tensor(labels)
+
+
+def take_labels(labels: torch.Tensor | None, videos, device) -> torch.Tensor | None:
+    return None if labels is None else labels[torch.as_tensor(videos)].to(device)
+
+
 class ContentStage:
     def __init__(self, cfg: TrainConfig, model, device):
+        self.labels = class_labels(cfg, model)
         self.latents = latent_cache(cfg, device)  # (N, L, c, h, w)
         self.size = self.latents.shape[0] * self.latents.shape[1]  # any frame is a valid first frame
         self.device, self.steps = device, model.diffusion.num_train_steps
@@ -122,11 +141,13 @@ class ContentStage:
     def loss(self, model, indices, draws):
         L = self.latents.shape[1]
         z0 = self.latents[indices // L, indices % L].to(self.device)
-        return model.loss(z0, draws["t"].to(self.device), draws["noise"].to(self.device))
+        return model.loss(z0, draws["t"].to(self.device), draws["noise"].to(self.device),
+                          take_labels(self.labels, indices // L, self.device))
 
 
 class MotionStage:
     def __init__(self, cfg: TrainConfig, model, device):
+        self.labels = class_labels(cfg, model)
         self.latents = latent_cache(cfg, device)
         self.size = self.latents.shape[0]
         self.device, self.model_cfg = device, model.config
@@ -147,7 +168,8 @@ class MotionStage:
                                                self.model_cfg.context_frames)
         d = {n: v.to(self.device) for n, v in draws.items()}
         return model.loss(target.to(self.device), first.to(self.device), context.to(self.device),
-                          d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"])
+                          d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
+                          take_labels(self.labels, indices, self.device))
 
 
 def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
@@ -184,6 +206,12 @@ def vae_folder(cfg: TrainConfig) -> Path:
     return Path(cfg.vae) if cfg.vae else Path(cfg.out) / "vae"
 
 
+def check_frames(video: np.ndarray, vae: Autoencoder, dataset: str) -> None:
+    expected = (vae.config.resolution, vae.config.resolution, vae.config.in_channels)
+    if video.shape[1:] != expected:
+        raise VidmError(f"{dataset} frames are {video.shape[1:]} (H, W, C), the VAE takes {expected}")
+
+
 @torch.no_grad()
 def latent_cache(cfg: TrainConfig, device) -> torch.Tensor:
     """Encodes the training clips once with the trained VAE, cached on disk keyed by VAE and data."""
@@ -195,6 +223,7 @@ def latent_cache(cfg: TrainConfig, device) -> torch.Tensor:
     path = Path(cfg.out) / "cache" / f"latents-{key}.npy"
     if dist.is_main() and not path.exists():
         source = open_source(cfg.data)
+        check_frames(source.video(0), vae, cfg.data.dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # unique: stages may start together
         out = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float16,
@@ -255,6 +284,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     t0, window = time.time(), []
     while step < cfg.steps:
         g = step_generator(cfg.seed, step)
+        # Dropout draws from the global generator: per step and per process, so resuming repeats it.
+        torch.manual_seed(cfg.seed * 1_000_003 + step + 7919 * rank)
         indices = order.indices(step)
         draws = stage.draw(cfg.batch_size, g)
         for group in opt.param_groups:
