@@ -9,6 +9,7 @@ GroupNorm.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,8 +35,9 @@ def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
+@functools.lru_cache(maxsize=32)
 def coordinate_features(h: int, w: int, device, dtype) -> torch.Tensor:
-    """Sinusoidal features of row and column, (1, 4 * POS_FREQS, h, w)."""
+    """Sinusoidal features of row and column, (1, 4 * POS_FREQS, h, w); constant, so made once per size."""
     rows = torch.linspace(0, 1, h, device=device)[:, None].expand(h, w)
     cols = torch.linspace(0, 1, w, device=device)[None, :].expand(h, w)
     freqs = math.pi * 2.0 ** torch.arange(POS_FREQS, device=device)
