@@ -76,6 +76,46 @@ def git_commit() -> str | None:
         return None
 
 
+def _system_busy_jiffies() -> int:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    return sum(values) - values[3] - values[4]  # minus idle and iowait
+
+
+def _own_jiffies() -> int:
+    """CPU time of this process (all threads) and its waited-for children, in clock ticks."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+
+
+class CpuMonitor:
+    """How busy other processes kept the CPU while a measurement ran (timings are void if they did)."""
+
+    def __init__(self):
+        self.start = (time.perf_counter(), _system_busy_jiffies(), _own_jiffies())
+
+    def other_percent(self) -> float:
+        """Percent of the machine's total CPU capacity used by other processes since construction."""
+        t0, sys0, own0 = self.start
+        elapsed = time.perf_counter() - t0
+        ticks = os.sysconf("SC_CLK_TCK")
+        other = (_system_busy_jiffies() - sys0) - (_own_jiffies() - own0)
+        return max(0.0, 100.0 * other / ticks / (elapsed * (os.cpu_count() or 1)))
+
+
+def wait_for_idle_cpu(max_busy_percent: float = 10.0, probe_seconds: float = 3.0, timeout: float = 3600) -> float:
+    """Blocks until the whole machine is idle (before a timing run); returns the last busy percent."""
+    deadline = time.time() + timeout
+    while True:
+        before = _system_busy_jiffies()
+        time.sleep(probe_seconds)
+        busy = 100.0 * (_system_busy_jiffies() - before) / os.sysconf("SC_CLK_TCK") / (
+            probe_seconds * (os.cpu_count() or 1))
+        if busy <= max_busy_percent or time.time() > deadline:
+            return busy
+        log(f"waiting for an idle CPU (other processes use {busy:.0f}%)")
+
+
 def write_result(path: str | os.PathLike, result: dict, args=None) -> Path:
     """Writes the result with the command, machine and date, atomically (vidm.config.save_json)."""
     path = Path(path)
@@ -87,8 +127,24 @@ def write_result(path: str | os.PathLike, result: dict, args=None) -> Path:
             "commit": git_commit(), "machine": machine()}
     if args is not None:
         meta["args"] = {k: v for k, v in vars(args).items()}
+        if getattr(args, "model", None) or "model" in vars(args):
+            try:
+                meta["model"] = model_identity(model_dir(args.model))
+            except Exception as e:  # no model folder: say so rather than fail after the work is done
+                meta["model"] = f"unknown ({e})"
     save_json(to_jsonable({"meta": meta, **result}), path)
     return path
+
+
+def model_identity(folder: Path) -> dict:
+    """The model folder and a short sha256 of each stage's weights, so a number names its checkpoint."""
+    import hashlib
+
+    out = {"folder": str(folder)}
+    for stage in ("vae", "content", "motion"):
+        f = Path(folder) / stage / "model.safetensors"
+        out[stage] = hashlib.sha256(f.read_bytes()).hexdigest()[:12] if f.is_file() else None
+    return out
 
 
 def to_jsonable(x):

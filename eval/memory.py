@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import RESULTS, load_pipeline, log, parser, setup, write_result
+from common import RESULTS, CpuMonitor, load_pipeline, log, parser, setup, wait_for_idle_cpu, write_result
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -60,6 +60,7 @@ def child(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         writers = [VideoWriter(Path(tmp) / f"video_{i}.mp4", fps=8) for i in range(args.batch)]
         before = rss_bytes()
+        monitor = CpuMonitor()
         sampler = PeakSampler()
         sampler.start()
         trace = []  # (frame, rss MiB) every few frames
@@ -81,7 +82,7 @@ def child(args) -> dict:
             "peak_rss_during_generation_mib": peak / MiB,
             "growth_during_generation_mib": (peak - before) / MiB,
             "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MiB,  # KiB on Linux
-            "video_bytes": size, "rss_trace_mib": trace}
+            "video_bytes": size, "other_processes_cpu_percent": monitor.other_percent(), "rss_trace_mib": trace}
 
 
 def main() -> None:
@@ -99,6 +100,7 @@ def main() -> None:
         return
     rows = []
     for n in args.lengths:
+        wait_for_idle_cpu()
         cmd = [sys.executable, __file__, "--child", "--frames", str(n), "--batch", str(args.batch),
                "--steps", str(args.steps), "--sampler", args.sampler, "--seed", str(args.seed),
                "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])

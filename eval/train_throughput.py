@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import ROOT, log, model_dir, parser, setup, write_result
+from common import ROOT, CpuMonitor, log, model_dir, parser, setup, wait_for_idle_cpu, write_result
 from vidm.train import load_train_config, train
 
 
@@ -26,7 +26,10 @@ def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -
         cfg = dataclasses.replace(cfg, out=tmp, steps=steps, log_every=warmup, save_every=steps,
                                   data=dataclasses.replace(cfg.data, num_videos=num_videos),
                                   vae=str(vae) if cfg.stage != "vae" else "")
+        wait_for_idle_cpu()
+        monitor = CpuMonitor()
         train(cfg, progress=False)
+        other = monitor.other_percent()
         lines = [json.loads(line) for line in (Path(tmp) / cfg.stage / "log.jsonl").read_text().splitlines()]
     first, last = lines[0], lines[-1]
     seconds = last["seconds"] - first["seconds"]
@@ -35,7 +38,8 @@ def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -
             "batch_size": cfg.batch_size, "steps_timed": measured, "warmup_steps": first["step"],
             "seconds": seconds, "steps_per_second": measured / seconds,
             "samples_per_second": measured * cfg.batch_size / seconds,
-            "seconds_per_step": seconds / measured, "num_videos": num_videos}
+            "seconds_per_step": seconds / measured, "num_videos": num_videos,
+            "other_processes_cpu_percent_during_run": other}
 
 
 def main() -> None:
