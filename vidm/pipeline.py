@@ -48,6 +48,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.expand(*x.shape[:-1], 3) if x.shape[-1] == 1 else x
 
 
+def _check_output_type(output_type: str) -> None:
+    if output_type not in ("np", "pt", "latent"):
+        raise VidmError(f"output_type must be np, pt or latent, got {output_type!r}")
+
+
 class VIDMPipeline:
     """Generates videos: z_0 from the content model (or a given frame), then z_k from the motion model."""
 
@@ -126,8 +131,7 @@ class VIDMPipeline:
         With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
         """
-        if output_type not in ("np", "pt", "latent"):
-            raise VidmError(f"output_type must be np, pt or latent, got {output_type!r}")
+        _check_output_type(output_type)
         for latent in self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
                                     sampler, generator, seed, labels, progress):
             if output_type == "latent":
@@ -142,8 +146,7 @@ class VIDMPipeline:
                  seed: int | None = None, labels=None, output_type: str = "np",
                  progress: bool = False) -> VIDMPipelineOutput:
         """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
-        if output_type not in ("np", "pt", "latent"):
-            raise VidmError(f"output_type must be np, pt or latent, got {output_type!r}")
+        _check_output_type(output_type)
         latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
                                                  num_inference_steps, sampler, generator, seed, labels,
                                                  progress)), dim=1)  # (B, T, c, h, w)
@@ -166,8 +169,8 @@ class VIDMPipeline:
         if frames.ndim == ndim - 1:
             frames = np.broadcast_to(frames[None], (num_videos, *frames.shape))
         if frames.ndim != ndim or frames.shape[0] != num_videos:
-            raise VidmError(f"{name}: expected shape {'(B, ' if ndim == 5 else '('}...H, W, C) for "
-                            f"{num_videos} videos, got {frames.shape}")
+            one = "(T, H, W, C)" if ndim == 5 else "(H, W, C)"
+            raise VidmError(f"{name}: expected shape {one} or ({num_videos}, {one[1:]}, got {frames.shape}")
         if 0 in frames.shape:
             raise VidmError(f"{name}: empty (shape {frames.shape})")
         if frames.dtype != np.uint8:
