@@ -127,3 +127,12 @@ def test_class_conditional_models_take_labels():
     assert not torch.allclose(a, b)
     with pytest.raises(VidmError, match="class labels"):
         pipe(num_videos=1, seed=0, **KW)
+
+
+def test_training_works_after_generation_in_the_same_process(pipe):
+    """Constants cached while sampling (under inference mode) must stay usable by autograd."""
+    pipe(num_videos=1, seed=0, **KW)
+    z = torch.randn(2, 4, 8, 8)
+    loss = pipe.content.train().loss(z, torch.tensor([10, 500]), torch.randn_like(z))
+    loss.backward()
+    assert all(p.grad is not None for p in pipe.content.parameters() if p.requires_grad)

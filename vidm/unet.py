@@ -38,14 +38,16 @@ def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.
 @functools.lru_cache(maxsize=32)
 def coordinate_features(h: int, w: int, device, dtype) -> torch.Tensor:
     """Sinusoidal features of row and column, (1, 4 * POS_FREQS, h, w); constant, so made once per size."""
-    rows = torch.linspace(0, 1, h, device=device)[:, None].expand(h, w)
-    cols = torch.linspace(0, 1, w, device=device)[None, :].expand(h, w)
-    freqs = math.pi * 2.0 ** torch.arange(POS_FREQS, device=device)
-    feats = []
-    for grid in (rows, cols):
-        angles = grid[None] * freqs[:, None, None]
-        feats += [torch.sin(angles), torch.cos(angles)]
-    return torch.cat(feats)[None].to(dtype)
+    # Made outside inference mode: the cached tensor is shared with training, which needs autograd.
+    with torch.inference_mode(False):
+        rows = torch.linspace(0, 1, h, device=device)[:, None].expand(h, w)
+        cols = torch.linspace(0, 1, w, device=device)[None, :].expand(h, w)
+        freqs = math.pi * 2.0 ** torch.arange(POS_FREQS, device=device)
+        feats = []
+        for grid in (rows, cols):
+            angles = grid[None] * freqs[:, None, None]
+            feats += [torch.sin(angles), torch.cos(angles)]
+        return torch.cat(feats)[None].to(dtype)
 
 
 class PositionalGroupNorm(nn.Module):
