@@ -116,13 +116,18 @@ def wait_for_idle_cpu(max_busy_percent: float = 10.0, probe_seconds: float = 3.0
         log(f"waiting for an idle CPU (other processes use {busy:.0f}%)")
 
 
+def command_line() -> str:
+    """This run's command, with the script relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    script = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    return " ".join(["python", script.as_posix()] + sys.argv[1:])
+
+
 def write_result(path: str | os.PathLike, result: dict, args=None) -> Path:
     """Writes the result with the command, machine and date, atomically (vidm.config.save_json)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    script = Path(sys.argv[0]).resolve()
-    script = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
-    meta = {"command": " ".join(["python", script.as_posix()] + sys.argv[1:]),
+    meta = {"command": command_line(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(), "machine": machine()}
     if args is not None:

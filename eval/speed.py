@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (CallCounter, CpuMonitor, RESULTS, load_pipeline, log, parser, setup, test_videos, timer,
-                    wait_for_idle_cpu, write_result)
+from common import (CallCounter, CpuMonitor, RESULTS, command_line, load_pipeline, log, model_dir, model_identity,
+                    parser, setup, test_videos, timer, to_jsonable, wait_for_idle_cpu, write_result)
 
 MAX_OTHER_CPU = 5.0  # percent of the machine other processes may use during a timed run before it is redone
 from quality import frame_metrics, predict
@@ -91,7 +91,21 @@ def part_curve(pipe, args) -> dict:
     rows = []
     grid = [(sampler, steps) for sampler in args.samplers for steps in args.curve_steps]
     grid += [(e.split(":")[0], int(e.split(":")[1])) for e in args.curve_extra]
+    # rows already measured for this model and data are kept in a side file, so an interrupted run resumes
+    rows_file = Path(args.out).with_name(Path(args.out).stem + ".curve_rows.jsonl")
+    key = {"model": model_identity(model_dir(args.model)), "num": args.curve_num, "seed": args.seed,
+           "data_seed": args.data_seed, "batch": args.curve_batch}
+    done = {}
+    if rows_file.is_file():
+        for line in rows_file.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["key"] == to_jsonable(key):
+                done[(entry["row"]["sampler"], entry["row"]["steps"])] = entry["row"]
     for sampler, steps in dict.fromkeys(grid):
+        if (sampler, steps) in done:
+            rows.append(done[(sampler, steps)])
+            log(f"  {sampler:8s} {steps:3d} steps: mse {rows[-1]['mse']:.1f} (from {rows_file.name})")
+            continue
         counter = CallCounter(pipe)
         with timer() as took:
             pred = predict(pipe, clips, 10, sampler, steps, args.seed, args.curve_batch)
@@ -102,6 +116,8 @@ def part_curve(pipe, args) -> dict:
                      "network_calls_per_frame": counter.total / (10 * -(-len(clips) // args.curve_batch)),
                      "seconds": took()})
         counter.remove()
+        with open(rows_file, "a") as f:
+            f.write(json.dumps(to_jsonable({"key": key, "row": rows[-1]})) + "\n")
         log(f"  {sampler:8s} {steps:3d} steps: mse {rows[-1]['mse']:.1f}, ssim {rows[-1]['ssim']:.3f}")
     copy = frame_metrics(np.repeat(clips[:, -1:], 10, axis=1), truth)
     return {"task": "10 -> 10", "sequences": args.curve_num,
@@ -147,6 +163,9 @@ def plot_curve(path: Path, curve: dict) -> None:
             ax.plot([r["steps"] for r in rows], [r[metric] for r in rows], marker="o", ms=3, label=sampler)
         ax.axhline(curve["copy_last"][metric], color="gray", ls="--", lw=1, label="copy last frame")
         ax.set_xscale("log")
+        steps = sorted({r["steps"] for r in curve["rows"]})
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.minorticks_off()
         ax.set_xlabel("denoising steps (= network calls) per frame")
         ax.set_title(f"10 -> 10 {metric.upper()} on {curve['sequences']} test sequences "
                      f"({'lower' if metric == 'mse' else 'higher'} is better)", fontsize=9)
@@ -171,6 +190,10 @@ def plot_timing(path: Path, timing: dict) -> None:
             ax.plot([r["steps"] for r in rows], [r["frames_per_second"] for r in rows], marker="o", ms=3,
                     ls="-" if batch > 1 else ":", label=f"batch {batch}, {sampler}")
     ax.set_xscale("log"), ax.set_yscale("log")
+    steps = sorted({r["steps"] for r in timing["rows"]})
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax.set_yticks([1, 2, 5, 10, 20, 50], ["1", "2", "5", "10", "20", "50"])
+    ax.minorticks_off()
     ax.set_xlabel("denoising steps per frame")
     ax.set_ylabel("generated frames / s")
     ax.set_title("64x64 generation speed, 2-core CPU", fontsize=9)
@@ -392,6 +415,26 @@ def part_profile(pipe, args) -> dict:
     with cached_positional_modulation():
         cached1 = wall(run1)
     ab["batch 1: cache positional 1x1 conv"] = {"baseline_s": base1, "patched_s": cached1, "speedup": base1 / cached1}
+    # channels_last: oneDNN convolutions without layout reorders
+    base = wall(run)
+    models = (pipe.vae, pipe.content, pipe.motion)
+    for m in models:
+        m.to(memory_format=torch.channels_last)
+    try:
+        cl = wall(run)
+    finally:
+        for m in models:
+            m.to(memory_format=torch.contiguous_format)
+    ab["channels_last weights (oneDNN)"] = {"baseline_s": base, "patched_s": cl, "speedup": base / cl}
+    # bfloat16 autocast (this CPU has avx512_bf16 when /proc/cpuinfo says so), and how much the output moves
+    base = wall(run)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf = wall(run)
+        low = pipe(num_videos=B, num_frames=F, num_inference_steps=S, sampler="dpmpp_2m", seed=args.seed).frames
+    ref = pipe(num_videos=B, num_frames=F, num_inference_steps=S, sampler="dpmpp_2m", seed=args.seed).frames
+    ab["bfloat16 autocast"] = {"baseline_s": base, "patched_s": bf, "speedup": base / bf,
+                               "mean_abs_pixel_difference_0_255": float(np.abs(low.astype(float) - ref).mean()),
+                               "cpu_has_avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()}
     if args.ab_compile:  # torch.compile of both UNets (inductor, needs a C++ compiler on the CPU)
         unets = [pipe.content.unet, pipe.motion.unet]
         originals = [u.forward for u in unets]
@@ -441,13 +484,16 @@ def main() -> None:
     setup(args)
     pipe = load_pipeline(args.model)
     out = Path(args.out)
-    result = {k: v for k, v in json.loads(out.read_text()).items() if k != "meta"} if out.is_file() else {}
     for part in args.parts:
         log(f"part {part}")
-        result[part] = {"timing": part_timing, "curve": part_curve, "profile": part_profile}[part](pipe, args)
+        value = {"timing": part_timing, "curve": part_curve, "profile": part_profile}[part](pipe, args)
+        value["command"] = command_line()
         if args.plots and part in ("timing", "curve"):
             Path(args.plots).mkdir(parents=True, exist_ok=True)
-            (plot_timing if part == "timing" else plot_curve)(Path(args.plots) / f"speed_{part}.png", result[part])
+            (plot_timing if part == "timing" else plot_curve)(Path(args.plots) / f"speed_{part}.png", value)
+        # the other parts' sections stay as they are in the file (read now, not at the start)
+        result = {k: v for k, v in json.loads(out.read_text()).items() if k != "meta"} if out.is_file() else {}
+        result[part] = value
         write_result(out, result, args)
     print(out)
 
