@@ -103,7 +103,7 @@ class CpuMonitor:
         return max(0.0, 100.0 * other / ticks / (elapsed * (os.cpu_count() or 1)))
 
 
-def wait_for_idle_cpu(max_busy_percent: float = 10.0, probe_seconds: float = 3.0, timeout: float = 3600) -> float:
+def wait_for_idle_cpu(max_busy_percent: float = 10.0, probe_seconds: float = 3.0, timeout: float = 900) -> float:
     """Blocks until the whole machine is idle (before a timing run); returns the last busy percent."""
     deadline = time.time() + timeout
     while True:
