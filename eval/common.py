@@ -68,10 +68,15 @@ def machine() -> dict:
 
 
 def git_commit() -> str | None:
+    """HEAD's short hash, with "+changes" when vidm/ or eval/ differ from it (the number is not HEAD's)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() or None
+        head = git("rev-parse", "--short", "HEAD")
+        if not head:
+            return None
+        return head + ("+changes" if git("status", "--porcelain", "--", "vidm", "eval/*.py") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_videos, timer,
-                    write_result)
+import json
+from pathlib import Path
+
+from common import (CallCounter, RESULTS, batches, command_line, gray, load_pipeline, log, parser, setup, test_videos,
+                    timer, write_result)
 from vidm.metrics import mse_per_frame, psnr, ssim
 
 SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
@@ -92,8 +95,19 @@ def batch_count(n: int, batch: int) -> int:
 
 # --- Fréchet distance in the feature space of a random I3D ---
 
-def features(detector, videos_fn, num: int, batch: int, what: str) -> np.ndarray:
-    """Detector features of `num` videos made by videos_fn(lo, hi) -> uint8 (B, T, H, W[, C])."""
+FEATURE_CACHE = RESULTS.parent / "cache"  # git-ignored: I3D features of the real sets, which no model changes
+
+
+def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: str | None = None) -> np.ndarray:
+    """Detector features of `num` videos made by videos_fn(lo, hi) -> uint8 (B, T, H, W[, C]).
+
+    With a cache_key the features are kept in eval/cache/, so that the real sets (about 12 minutes
+    per 1,000 videos on 2 CPU cores) are computed once and not again for every model or step count.
+    """
+    path = FEATURE_CACHE / f"{cache_key}.npy" if cache_key else None
+    if path is not None and path.is_file():
+        log(f"  {what}: features from {path.relative_to(RESULTS.parent.parent)}")
+        return np.load(path)
     out = []
     with timer() as took:
         for lo, hi in batches(num, batch):
@@ -102,11 +116,18 @@ def features(detector, videos_fn, num: int, batch: int, what: str) -> np.ndarray
                 v = v[..., None]
             out.append(detector.features(v))
     log(f"  {what}: {num} videos in {took():.0f} s")
-    return np.concatenate(out)
+    feats = np.concatenate(out)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats)
+        tmp.replace(path)
+    return feats
 
 
-def evaluate_fvd(pipe, num: int, frames: int, steps: int, sampler: str, seed: int, data_seeds: tuple[int, int],
-                 detector_seed: int, batch: int, gen_batch: int) -> dict:
+def evaluate_fvd(pipe, num: int, frames: int, steps_list: list[int], sampler: str, seed: int,
+                 data_seeds: tuple[int, int], detector_seed: int, batch: int, gen_batch: int) -> dict:
+    """Proxy Fréchet distances: generated (at each step count), real-vs-real floor and static baseline."""
     from vidm.fvd import feature_stats, frechet_distance
     from vidm.i3d import random_detector
 
@@ -117,36 +138,41 @@ def evaluate_fvd(pipe, num: int, frames: int, steps: int, sampler: str, seed: in
         detector.features(real_a[:batch, ..., None])
     sec_per_video_i3d = probe() / batch
 
-    def generated(lo, hi):
-        return pipe(num_videos=hi - lo, num_frames=frames, num_inference_steps=steps, sampler=sampler,
-                    seed=seed + lo).frames[..., :1]
-
-    with timer() as gen_took:
-        fake = np.concatenate([generated(lo, hi) for lo, hi in batches(num, gen_batch)])
-    log(f"  generated {num} videos in {gen_took():.0f} s")
-    feats = {
-        "generated": features(detector, lambda lo, hi: fake[lo:hi], num, batch, "generated"),
-        "real_a": features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A"),
-        "real_b": features(detector, lambda lo, hi: real_b[lo:hi], num, batch, "real B"),
-        "static": features(detector, lambda lo, hi: np.repeat(real_a[lo:hi, :1], frames, axis=1), num, batch,
-                           "static"),
+    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-n{num}-t{frames}"  # noqa: E731
+    stats = {
+        "real_a": feature_stats(features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A",
+                                         key("real", data_seeds[0]))),
+        "real_b": feature_stats(features(detector, lambda lo, hi: real_b[lo:hi], num, batch, "real B",
+                                         key("real", data_seeds[1]))),
+        "static": feature_stats(features(detector, lambda lo, hi: np.repeat(real_a[lo:hi, :1], frames, axis=1),
+                                         num, batch, "static", key("static", data_seeds[0]))),
     }
-    stats = {k: feature_stats(v) for k, v in feats.items()}
     fd = lambda a, b: frechet_distance(*stats[a], *stats[b])  # noqa: E731
+    generated = {}
+    for steps in steps_list:
+        def make(lo, hi, steps=steps):
+            return pipe(num_videos=hi - lo, num_frames=frames, num_inference_steps=steps, sampler=sampler,
+                        seed=seed + lo).frames[..., :1]
+
+        with timer() as gen_took:
+            fake = np.concatenate([make(lo, hi) for lo, hi in batches(num, gen_batch)])
+        log(f"  generated {num} videos at {steps} steps in {gen_took():.0f} s")
+        stats["generated"] = feature_stats(features(detector, lambda lo, hi: fake[lo:hi], num, batch,
+                                                    f"generated ({steps} steps)"))
+        generated[str(steps)] = {"generated_vs_test": fd("generated", "real_a"),
+                                 "generated_vs_second_test": fd("generated", "real_b"),
+                                 "generation_seconds": gen_took()}
+        log(f"  {steps} steps: generated vs test {generated[str(steps)]['generated_vs_test']:.2f}")
     return {
         "label": "PROXY: Fréchet distance in the features of a randomly initialised I3D (random_detector(seed="
                  f"{detector_seed})); not comparable with published FVD, which needs Kinetics-400 I3D weights",
-        "videos_per_set": num, "frames": frames, "sampler": sampler, "steps": steps,
+        "videos_per_set": num, "frames": frames, "sampler": sampler,
         "real_sets": {"reference": f"MovingMNIST('test', frames={frames}, seed={data_seeds[0]}) videos 0..{num - 1}",
                       "second": f"MovingMNIST('test', frames={frames}, seed={data_seeds[1]}) videos 0..{num - 1}"},
-        "fd": {
-            "generated_vs_test": fd("generated", "real_a"),
-            "real_vs_real_floor": fd("real_b", "real_a"),
-            "static_vs_test": fd("static", "real_a"),
-            "generated_vs_second_test": fd("generated", "real_b"),
-        },
+        "real_vs_real_floor": fd("real_b", "real_a"),
+        "static_vs_test": fd("static", "real_a"),
+        "generated_by_steps": generated,
         "i3d_seconds_per_video": sec_per_video_i3d,
-        "generation_seconds": gen_took(),
     }
 
 
@@ -207,6 +233,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100, help="sequences per pipeline call")
     p.add_argument("--data-seed", type=int, default=1, help="MovingMNIST test seed for 10 -> 10 (default 1)")
     p.add_argument("--fvd-videos", type=int, default=1000, help="videos per set for the Fréchet distance; 0 skips")
+    p.add_argument("--fvd-steps", type=int, nargs="+", default=None,
+                   help="step counts for the generated set (default: --steps)")
     p.add_argument("--fvd-frames", type=int, default=16)
     p.add_argument("--fvd-batch", type=int, default=8, help="videos per I3D call")
     p.add_argument("--fvd-data-seeds", type=int, nargs=2, default=(2, 3), help="the two disjoint real test sets")
@@ -216,7 +244,9 @@ def main() -> None:
     args = p.parse_args()
     setup(args)
     pipe = load_pipeline(args.model)
-    result: dict = {}
+    # each part (prediction, frechet_proxy) replaces its own section and keeps the other's, with its command
+    out = Path(args.out)
+    result: dict = {k: v for k, v in json.loads(out.read_text()).items() if k != "meta"} if out.is_file() else {}
     if not args.skip_predict:
         log(f"10 -> 10 on {args.num} test sequences, {args.sampler} x {args.steps} steps, best of {args.best_of}")
         videos = test_videos(args.num, args.context + args.future, args.data_seed)
@@ -227,10 +257,8 @@ def main() -> None:
                                         f"seed={args.data_seed}) videos 0..{args.num - 1}",
                                 "sampler": args.sampler, "steps": args.steps,
                                 "mse_definition": "sum of squared errors over the 64x64 frame, pixels in [0, 1]",
-                                **pred_result}
+                                **pred_result, "command": command_line()}
         if args.plots:
-            from pathlib import Path
-
             Path(args.plots).mkdir(parents=True, exist_ok=True)
             save_curves(Path(args.plots) / "quality_per_frame.png", result["prediction"])
             save_examples(Path(args.plots) / "quality_examples.png", videos, pred, args.context)
@@ -240,10 +268,10 @@ def main() -> None:
             f"{r[f'best_of_{args.best_of}']['mse']['mean']:.1f}, copy-last {r['copy_last']['mse']['mean']:.1f}")
     if args.fvd_videos > 0:
         log(f"proxy Fréchet distance on {args.fvd_videos} videos per set")
-        result["frechet_proxy"] = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, args.steps, args.sampler,
-                                               args.seed, tuple(args.fvd_data_seeds), args.detector_seed,
-                                               args.fvd_batch, args.batch)
-        log("  " + ", ".join(f"{k} {v:.2f}" for k, v in result["frechet_proxy"]["fd"].items()))
+        fvd = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, args.fvd_steps or [args.steps], args.sampler,
+                           args.seed, tuple(args.fvd_data_seeds), args.detector_seed, args.fvd_batch, args.batch)
+        result["frechet_proxy"] = {**fvd, "command": command_line()}
+        log(f"  floor {fvd['real_vs_real_floor']:.2f}, static {fvd['static_vs_test']:.2f}")
     print(write_result(args.out, result, args))
 
 

@@ -280,19 +280,31 @@ def test_prepared_source_serves_fixed_clips(sky, tmp_path):
         open_source(dataclasses.replace(cfg, split="test"))
 
 
-def test_three_stages_train_on_a_prepared_dataset(sky, tmp_path):
-    prepare("sky", sky, tmp_path / "sky16", 16, progress=False)
-    data = {"dataset": "prepared", "root": str(tmp_path / "sky16"), "frames": 6, "num_videos": 0,
-            "clips_per_video": 2}
-    unet = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [1], "heads": 2, "embed_dim": 32}
-    models = {"vae": {"in_channels": 3, "channels": [8, 16], "resolution": 16},
-              "content": {"unet": unet},
-              "motion": {"unet": {**unet, "cond_channels": 12}, "max_frames": 6}}
+def tiny_models(max_frames: int, num_classes: int = 0) -> dict:
+    """Model sections of tiny VAE, content and motion configs for RGB 16x16 data."""
+    unet = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [1], "heads": 2, "embed_dim": 32,
+            "num_classes": num_classes}
+    return {"vae": {"in_channels": 3, "channels": [8, 16], "resolution": 16},
+            "content": {"unet": unet},
+            "motion": {"unet": {**unet, "cond_channels": 12}, "max_frames": max_frames}}
+
+
+def train_stages(tmp_path, models: dict, data: dict) -> list:
+    """Trains each stage for 2 steps on `data` into tmp_path/run; returns the stage folders."""
+    folders = []
     for stage, model in models.items():
         path = tmp_path / f"{stage}.json"
         path.write_text(json.dumps({"stage": stage, "out": str(tmp_path / "run"), "model": model, "data": data,
                                     "batch_size": 4, "steps": 2, "save_every": 2, "log_every": 1}))
-        folder = train(load_train_config(str(path)), progress=False)
+        folders.append(train(load_train_config(str(path)), progress=False))
+    return folders
+
+
+def test_three_stages_train_on_a_prepared_dataset(sky, tmp_path):
+    prepare("sky", sky, tmp_path / "sky16", 16, progress=False)
+    data = {"dataset": "prepared", "root": str(tmp_path / "sky16"), "frames": 6, "num_videos": 0,
+            "clips_per_video": 2}
+    for folder in train_stages(tmp_path, tiny_models(max_frames=6), data):
         assert (folder / "model.safetensors").is_file()
         losses = [json.loads(line)["loss"] for line in (folder / "log.jsonl").read_text().splitlines()]
         assert len(losses) == 2 and np.isfinite(losses).all()
@@ -366,16 +378,8 @@ def test_class_conditional_models_train_on_labelled_data_and_sample_by_class(ucf
     index = json.loads((tmp_path / "ucf16" / "train" / "index.json").read_text())
     num_classes = len(index["classes"])
     data = {"dataset": "prepared", "root": str(tmp_path / "ucf16"), "frames": 4, "num_videos": 0}
-    unet = {"channels": [16, 32], "blocks_per_level": 1, "attention_levels": [1], "heads": 2, "embed_dim": 32,
-            "num_classes": num_classes}
-    models = {"vae": {"in_channels": 3, "channels": [8, 16], "resolution": 16},
-              "content": {"unet": unet},
-              "motion": {"unet": {**unet, "cond_channels": 12}, "max_frames": 4}}
-    for stage, model in models.items():
-        path = tmp_path / f"{stage}.json"
-        path.write_text(json.dumps({"stage": stage, "out": str(tmp_path / "run"), "model": model, "data": data,
-                                    "batch_size": 4, "steps": 2, "save_every": 2, "log_every": 1}))
-        train(load_train_config(str(path)), progress=False)
+    models = tiny_models(max_frames=4, num_classes=num_classes)
+    train_stages(tmp_path, models, data)
     pipe = VIDMPipeline.from_pretrained(tmp_path / "run")
     frames = pipe(num_videos=2, num_frames=3, num_inference_steps=2, seed=0, labels=[0, num_classes - 1]).frames
     assert frames.shape == (2, 3, 16, 16, 3)

@@ -84,3 +84,16 @@ def test_curve_summary_finds_the_fewest_steps():
     assert summary["ddim"]["call_reduction_vs_vidm_setting"] == 10
     assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10
     assert summary["ddpm"]["fewest_steps_within_tolerance_of_own_reference"] == 100
+
+
+def test_curve_summary_does_not_let_blur_win_on_mse():
+    from speed import curve_summary
+
+    # 5 steps: lower MSE, but a third less bright-pixel mass (blurred digits): not equal quality
+    rows = [{"sampler": "ddim", "steps": n, "mse": m, "ssim": 0.5, "network_calls_per_frame": n,
+             "bright_mass_ratio": r} for n, m, r in [(5, 150, 0.6), (10, 195, 0.88), (100, 190, 0.9)]]
+    rows.append({"sampler": "ddpm", "steps": 100, "mse": 190, "ssim": 0.5, "network_calls_per_frame": 100,
+                 "bright_mass_ratio": 0.9})
+    summary = curve_summary(rows, 0.05)
+    assert summary["ddim"]["fewest_steps_matching_vidm_setting"] == 10
+    assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10

@@ -63,6 +63,10 @@ class VIDMPipeline:
                 raise VidmError(f"{name} model works on {model.config.unet.in_channels} latent channels, "
                                 f"the VAE makes {latent}")
         self.vae, self.content, self.motion = vae.eval(), content.eval(), motion.eval()
+        # channels_last weights let oneDNN (CPU) and cuDNN (GPU) run convolutions without layout reorders:
+        # about 10% faster generation on the CPU (eval/speed.py's A/B); saving writes contiguous tensors.
+        for model in (self.vae, self.content, self.motion):
+            model.to(memory_format=torch.channels_last)
 
     # --- files ---
 

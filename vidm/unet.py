@@ -53,6 +53,10 @@ def coordinate_features(h: int, w: int, device, dtype) -> torch.Tensor:
 class PositionalGroupNorm(nn.Module):
     """GroupNorm with scale/shift from the conditioning embedding and, optionally, pixel position."""
 
+    # The per-pixel term depends only on the weights and the feature-map size, so at inference (no
+    # autograd) it is computed once and reused by every denoising step and frame.
+    cache_position = True
+
     def __init__(self, channels: int, embed_dim: int, positional: bool):
         super().__init__()
         self.norm = nn.GroupNorm(num_groups(channels), channels, affine=False)
@@ -62,13 +66,31 @@ class PositionalGroupNorm(nn.Module):
             if layer is not None:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        self._position_key = None
+        self._position = None
+
+    def position_modulation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel (scale, shift) from row/column features, each (1, C, h, w)."""
+        h, w = x.shape[-2:]
+        conv = self.from_position
+        if torch.is_grad_enabled() or not self.cache_position:
+            return conv(coordinate_features(h, w, x.device, x.dtype)).chunk(2, dim=1)
+        # Version counters and storage change when weights are loaded, trained or moved: the cache follows.
+        key = (h, w, x.device, x.dtype, conv.weight._version, conv.weight.data_ptr(), conv.bias._version,
+               conv.bias.data_ptr())
+        if key != self._position_key:
+            pos = conv(coordinate_features(h, w, x.device, x.dtype))
+            self._position = tuple(t.contiguous() for t in pos.chunk(2, dim=1))
+            self._position_key = key
+        return self._position
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        mod = self.from_embedding(emb)[:, :, None, None]  # (B, 2C, 1, 1)
+        scale, shift = self.from_embedding(emb)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1)
         if self.from_position is not None:
-            mod = mod + self.from_position(coordinate_features(*x.shape[-2:], x.device, x.dtype))
-        scale, shift = mod.chunk(2, dim=1)
-        return self.norm(x) * (1 + scale) + shift
+            pos_scale, pos_shift = self.position_modulation(x)
+            scale, shift = scale + pos_scale, shift + pos_shift
+        # one fused multiply-add over the feature map: norm(x) * (1 + scale) + shift
+        return torch.addcmul(shift, self.norm(x), 1 + scale)
 
 
 class ResBlock(nn.Module):
