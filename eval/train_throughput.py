@@ -5,9 +5,11 @@ small data.num_videos (so that the content/motion latent cache encodes quickly; 
 vae/ folder). Timing comes from the run's own log: log_every = --warmup, and the time between the
 first log line and the last covers only the steps after warm-up (the final checkpoint is written
 after the last log line, so it is not counted). Samples are frames (vae, content) or frame pairs
-(motion) of the global batch.
+(motion) of the global batch. With --profile, a second short run per stage under torch.profiler splits
+a training step into its phases (the train/* ranges of vidm.train: draw, forward, backward, optimizer,
+EMA).
 
-    python eval/train_throughput.py --model runs/moving-mnist-64
+    python eval/train_throughput.py --model runs/moving-mnist-64 --profile
 """
 from __future__ import annotations
 
@@ -20,12 +22,17 @@ from common import ROOT, CpuMonitor, log, model_dir, parser, setup, wait_for_idl
 from vidm.train import load_train_config, train
 
 
-def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -> dict:
+def short_run(config: Path, vae: Path, out: str, steps: int, log_every: int, num_videos: int):
+    """The stage's config with a temporary out folder, few steps and few videos."""
     cfg = load_train_config(str(config))
+    return dataclasses.replace(cfg, out=out, steps=steps, log_every=log_every, save_every=steps,
+                               data=dataclasses.replace(cfg.data, num_videos=num_videos),
+                               vae=str(vae) if cfg.stage != "vae" else "")
+
+
+def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="vidm-throughput-") as tmp:
-        cfg = dataclasses.replace(cfg, out=tmp, steps=steps, log_every=warmup, save_every=steps,
-                                  data=dataclasses.replace(cfg.data, num_videos=num_videos),
-                                  vae=str(vae) if cfg.stage != "vae" else "")
+        cfg = short_run(config, vae, tmp, steps, warmup, num_videos)
         wait_for_idle_cpu()
         monitor = CpuMonitor()
         train(cfg, progress=False)
@@ -42,6 +49,22 @@ def measure(config: Path, vae: Path, steps: int, warmup: int, num_videos: int) -
             "other_processes_cpu_percent_during_run": other}
 
 
+def profile_phases(config: Path, vae: Path, steps: int, num_videos: int) -> dict:
+    """Share of a training step spent in each train/* range (inclusive CPU time, all steps pooled)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with tempfile.TemporaryDirectory(prefix="vidm-profile-") as tmp:
+        cfg = short_run(config, vae, tmp, steps, steps, num_videos)
+        wait_for_idle_cpu()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            train(cfg, progress=False)
+    phases = {e.key.removeprefix("train/"): e.cpu_time_total for e in prof.key_averages()
+              if e.key.startswith("train/")}
+    total = sum(phases.values())
+    return {"stage": cfg.stage, "steps": steps, "ms_per_step": total / steps / 1000,
+            "percent": {k: 100 * v / total for k, v in sorted(phases.items(), key=lambda kv: -kv[1])}}
+
+
 def main() -> None:
     p = parser("Training samples per second per stage on this machine", "train_throughput.json")
     p.add_argument("--configs", nargs="+", default=[str(ROOT / "configs/moving-mnist-64" / f"{s}.json")
@@ -49,6 +72,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="steps per stage, warm-up included (default 40)")
     p.add_argument("--warmup", type=int, default=10, help="steps before timing starts (default 10)")
     p.add_argument("--num-videos", type=int, default=64, help="data.num_videos (default 64)")
+    p.add_argument("--profile", action="store_true", help="also split a step into its phases (profiler)")
+    p.add_argument("--profile-steps", type=int, default=10)
     args = p.parse_args()
     setup(args)
     vae = model_dir(args.model) / "vae"
@@ -58,7 +83,14 @@ def main() -> None:
         rows.append(row)
         log(f"  {row['stage']:8s}: {row['samples_per_second']:.0f} samples/s "
             f"({row['seconds_per_step']:.3f} s per step of {row['batch_size']})")
-    print(write_result(args.out, {"rows": rows}, args))
+    result = {"rows": rows}
+    if args.profile:
+        result["profile"] = [profile_phases(Path(c).resolve(), vae, args.profile_steps, args.num_videos)
+                             for c in args.configs]
+        for row in result["profile"]:
+            log(f"  {row['stage']:8s}: {row['ms_per_step']:.0f} ms per step: "
+                + ", ".join(f"{k} {v:.0f}%" for k, v in row["percent"].items()))
+    print(write_result(args.out, result, args))
 
 
 if __name__ == "__main__":
