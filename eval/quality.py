@@ -101,13 +101,16 @@ FEATURE_CACHE = RESULTS.parent / "cache"  # git-ignored: I3D features of the rea
 def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: str | None = None) -> np.ndarray:
     """Detector features of `num` videos made by videos_fn(lo, hi) -> uint8 (B, T, H, W[, C]).
 
-    With a cache_key the features are kept in eval/cache/, so that the real sets (about 12 minutes
-    per 1,000 videos on 2 CPU cores) are computed once and not again for every model or step count.
+    With a cache_key the features are kept in eval/cache/, so that the real sets (about 10 minutes
+    per 1,000 videos on 2 CPU cores) are computed once, not for every model or step count. Video i of a
+    test set depends only on its seed and i, so a cached larger set also serves a smaller one.
     """
     path = FEATURE_CACHE / f"{cache_key}.npy" if cache_key else None
     if path is not None and path.is_file():
-        log(f"  {what}: features from {path.relative_to(RESULTS.parent.parent)}")
-        return np.load(path)
+        cached = np.load(path)
+        if len(cached) >= num:
+            log(f"  {what}: features from {path.relative_to(RESULTS.parent.parent)}")
+            return cached[:num]
     out = []
     with timer() as took:
         for lo, hi in batches(num, batch):
@@ -125,9 +128,15 @@ def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: st
     return feats
 
 
-def evaluate_fvd(pipe, num: int, frames: int, steps_list: list[int], sampler: str, seed: int,
+def sampler_steps(entry: str, default_sampler: str) -> tuple[str, int]:
+    """'20' -> (default_sampler, 20); 'ddpm:100' -> ('ddpm', 100)."""
+    sampler, _, steps = entry.rpartition(":")
+    return sampler or default_sampler, int(steps)
+
+
+def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int]], seed: int,
                  data_seeds: tuple[int, int], detector_seed: int, batch: int, gen_batch: int) -> dict:
-    """Proxy Fréchet distances: generated (at each step count), real-vs-real floor and static baseline."""
+    """Proxy Fréchet distances: generated (per (sampler, steps)), real-vs-real floor and static baseline."""
     from vidm.fvd import feature_stats, frechet_distance
     from vidm.i3d import random_detector
 
@@ -138,7 +147,7 @@ def evaluate_fvd(pipe, num: int, frames: int, steps_list: list[int], sampler: st
         detector.features(real_a[:batch, ..., None])
     sec_per_video_i3d = probe() / batch
 
-    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-n{num}-t{frames}"  # noqa: E731
+    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-t{frames}"  # noqa: E731
     stats = {
         "real_a": feature_stats(features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A",
                                          key("real", data_seeds[0]))),
@@ -149,29 +158,29 @@ def evaluate_fvd(pipe, num: int, frames: int, steps_list: list[int], sampler: st
     }
     fd = lambda a, b: frechet_distance(*stats[a], *stats[b])  # noqa: E731
     generated = {}
-    for steps in steps_list:
-        def make(lo, hi, steps=steps):
+    for sampler, steps in settings:
+        def make(lo, hi, sampler=sampler, steps=steps):
             return pipe(num_videos=hi - lo, num_frames=frames, num_inference_steps=steps, sampler=sampler,
                         seed=seed + lo).frames[..., :1]
 
+        name = f"{sampler} x {steps}"
         with timer() as gen_took:
             fake = np.concatenate([make(lo, hi) for lo, hi in batches(num, gen_batch)])
-        log(f"  generated {num} videos at {steps} steps in {gen_took():.0f} s")
+        log(f"  generated {num} videos, {name}, in {gen_took():.0f} s")
         stats["generated"] = feature_stats(features(detector, lambda lo, hi: fake[lo:hi], num, batch,
-                                                    f"generated ({steps} steps)"))
-        generated[str(steps)] = {"generated_vs_test": fd("generated", "real_a"),
-                                 "generated_vs_second_test": fd("generated", "real_b"),
-                                 "generation_seconds": gen_took()}
-        log(f"  {steps} steps: generated vs test {generated[str(steps)]['generated_vs_test']:.2f}")
+                                                    f"generated ({name})"))
+        generated[name] = {"sampler": sampler, "steps": steps, "generated_vs_test": fd("generated", "real_a"),
+                           "generated_vs_second_test": fd("generated", "real_b"), "generation_seconds": gen_took()}
+        log(f"  {name}: generated vs test {generated[name]['generated_vs_test']:.2f}")
     return {
         "label": "PROXY: Fréchet distance in the features of a randomly initialised I3D (random_detector(seed="
                  f"{detector_seed})); not comparable with published FVD, which needs Kinetics-400 I3D weights",
-        "videos_per_set": num, "frames": frames, "sampler": sampler,
+        "videos_per_set": num, "frames": frames,
         "real_sets": {"reference": f"MovingMNIST('test', frames={frames}, seed={data_seeds[0]}) videos 0..{num - 1}",
                       "second": f"MovingMNIST('test', frames={frames}, seed={data_seeds[1]}) videos 0..{num - 1}"},
         "real_vs_real_floor": fd("real_b", "real_a"),
         "static_vs_test": fd("static", "real_a"),
-        "generated_by_steps": generated,
+        "generated": generated,
         "i3d_seconds_per_video": sec_per_video_i3d,
     }
 
@@ -233,8 +242,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100, help="sequences per pipeline call")
     p.add_argument("--data-seed", type=int, default=1, help="MovingMNIST test seed for 10 -> 10 (default 1)")
     p.add_argument("--fvd-videos", type=int, default=1000, help="videos per set for the Fréchet distance; 0 skips")
-    p.add_argument("--fvd-steps", type=int, nargs="+", default=None,
-                   help="step counts for the generated set (default: --steps)")
+    p.add_argument("--fvd-steps", nargs="+", default=None,
+                   help="generated sets as STEPS (with --sampler) or SAMPLER:STEPS, e.g. 20 ddpm:100 "
+                        "(default: --steps)")
     p.add_argument("--fvd-frames", type=int, default=16)
     p.add_argument("--fvd-batch", type=int, default=8, help="videos per I3D call")
     p.add_argument("--fvd-data-seeds", type=int, nargs=2, default=(2, 3), help="the two disjoint real test sets")
@@ -268,8 +278,9 @@ def main() -> None:
             f"{r[f'best_of_{args.best_of}']['mse']['mean']:.1f}, copy-last {r['copy_last']['mse']['mean']:.1f}")
     if args.fvd_videos > 0:
         log(f"proxy Fréchet distance on {args.fvd_videos} videos per set")
-        fvd = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, args.fvd_steps or [args.steps], args.sampler,
-                           args.seed, tuple(args.fvd_data_seeds), args.detector_seed, args.fvd_batch, args.batch)
+        settings = [sampler_steps(e, args.sampler) for e in args.fvd_steps or [str(args.steps)]]
+        fvd = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, settings, args.seed, tuple(args.fvd_data_seeds),
+                           args.detector_seed, args.fvd_batch, args.batch)
         result["frechet_proxy"] = {**fvd, "command": command_line()}
         log(f"  floor {fvd['real_vs_real_floor']:.2f}, static {fvd['static_vs_test']:.2f}")
     print(write_result(args.out, result, args))
