@@ -128,13 +128,14 @@ def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: st
     return feats
 
 
-def sampler_steps(entry: str, default_sampler: str) -> tuple[str, int]:
-    """'20' -> (default_sampler, 20); 'ddpm:100' -> ('ddpm', 100)."""
+def sampler_steps(entry: str, default_sampler: str) -> tuple[str, int, int]:
+    """'20' -> (default_sampler, 20, 20); 'ddpm:100' -> ('ddpm', 100, 100); '5/20': 20 steps for frame 0."""
     sampler, _, steps = entry.rpartition(":")
-    return sampler or default_sampler, int(steps)
+    steps, _, content = steps.partition("/")
+    return sampler or default_sampler, int(steps), int(content or steps)
 
 
-def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int]], seed: int,
+def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int, int]], seed: int,
                  data_seeds: tuple[int, int], detector_seed: int, batch: int, gen_batch: int) -> dict:
     """Proxy Fréchet distances: generated (per (sampler, steps)), real-vs-real floor and static baseline."""
     from vidm.fvd import feature_stats, frechet_distance
@@ -158,18 +159,19 @@ def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int]], s
     }
     fd = lambda a, b: frechet_distance(*stats[a], *stats[b])  # noqa: E731
     generated = {}
-    for sampler, steps in settings:
-        def make(lo, hi, sampler=sampler, steps=steps):
+    for sampler, steps, content_steps in settings:
+        def make(lo, hi, sampler=sampler, steps=steps, content_steps=content_steps):
             return pipe(num_videos=hi - lo, num_frames=frames, num_inference_steps=steps, sampler=sampler,
-                        seed=seed + lo).frames[..., :1]
+                        seed=seed + lo, content_steps=content_steps).frames[..., :1]
 
-        name = f"{sampler} x {steps}"
+        name = f"{sampler} x {steps}" + (f" (first frame {content_steps})" if content_steps != steps else "")
         with timer() as gen_took:
             fake = np.concatenate([make(lo, hi) for lo, hi in batches(num, gen_batch)])
         log(f"  generated {num} videos, {name}, in {gen_took():.0f} s")
         stats["generated"] = feature_stats(features(detector, lambda lo, hi: fake[lo:hi], num, batch,
                                                     f"generated ({name})"))
-        generated[name] = {"sampler": sampler, "steps": steps, "generated_vs_test": fd("generated", "real_a"),
+        generated[name] = {"sampler": sampler, "steps": steps, "content_steps": content_steps,
+                           "generated_vs_test": fd("generated", "real_a"),
                            "generated_vs_second_test": fd("generated", "real_b"), "generation_seconds": gen_took()}
         log(f"  {name}: generated vs test {generated[name]['generated_vs_test']:.2f}")
     return {
@@ -243,7 +245,7 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=1, help="MovingMNIST test seed for 10 -> 10 (default 1)")
     p.add_argument("--fvd-videos", type=int, default=1000, help="videos per set for the Fréchet distance; 0 skips")
     p.add_argument("--fvd-steps", nargs="+", default=None,
-                   help="generated sets as STEPS (with --sampler) or SAMPLER:STEPS, e.g. 20 ddpm:100 "
+                   help="generated sets as [SAMPLER:]STEPS[/FIRST_FRAME_STEPS], e.g. 20 ddpm:100 5/20 "
                         "(default: --steps)")
     p.add_argument("--fvd-frames", type=int, default=16)
     p.add_argument("--fvd-batch", type=int, default=8, help="videos per I3D call")

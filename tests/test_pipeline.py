@@ -85,9 +85,28 @@ def test_first_frame_is_kept_and_context_is_continued(pipe):
     assert ext.shape == (1, 3, 32, 32, 3)
 
 
+def test_content_steps_apply_to_the_first_frame_only(pipe):
+    calls = {"content": 0, "motion": 0}
+
+    def counter(name):
+        return lambda *_: calls.__setitem__(name, calls[name] + 1)
+
+    hooks = [getattr(pipe, name).unet.register_forward_hook(counter(name)) for name in calls]
+    try:
+        out = pipe(num_videos=2, num_frames=4, num_inference_steps=2, content_steps=5, seed=0).frames
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == {"content": 5, "motion": 3 * 2}
+    same = pipe(num_videos=2, num_frames=4, num_inference_steps=2, content_steps=2, seed=0).frames
+    np.testing.assert_array_equal(same, pipe(num_videos=2, num_frames=4, num_inference_steps=2, seed=0).frames)
+    assert not np.array_equal(out[:, 0], same[:, 0])  # a different first frame, from more content steps
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_frames=0), "num_frames"),
     (dict(num_inference_steps=0), "num_inference_steps"),
+    (dict(content_steps=0), "content_steps"),
     (dict(num_videos=0), "num_videos"),
     (dict(sampler="euler"), "unknown sampler"),
     (dict(output_type="pil"), "output_type"),

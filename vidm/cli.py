@@ -90,7 +90,7 @@ def cmd_generate(args) -> None:
     start = time.time()
     stream = pipe.stream(num_videos=args.num_videos, num_frames=args.frames, first_frame=first,
                          num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
-                         progress=not args.quiet)
+                         progress=not args.quiet, content_steps=args.content_steps)
     write_streams(stream, paths, args.fps, args.format)
     took = time.time() - start
     print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-frame", help="an image to start from (any size or mode; resized + center-cropped)")
     p.add_argument("--out", default="samples", help="output folder (default ./samples)")
     p.add_argument("--format", choices=FORMATS, default="mp4")
+    p.add_argument("--content-steps", type=positive_int,
+                   help="denoising steps for the generated first frame (default: --steps)")
     add_sampling_args(p)
     p.set_defaults(func=cmd_generate)
 

@@ -128,16 +128,19 @@ class VIDMPipeline:
 
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
-               labels=None, output_type: str = "np", progress: bool = False) -> Iterator:
+               labels=None, output_type: str = "np", progress: bool = False,
+               content_steps: int | None = None) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
         Memory stays flat however long the video: only z_0 and the last K latents are kept.
         With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
+        `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
+        frame alone, which is made once per video and, unlike the next ones, from nothing but noise.
         """
         _check_output_type(output_type)
         for latent in self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
-                                    sampler, generator, seed, labels, progress):
+                                    sampler, generator, seed, labels, progress, content_steps):
             if output_type == "latent":
                 yield latent
                 continue
@@ -148,20 +151,21 @@ class VIDMPipeline:
     def __call__(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                  num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
                  seed: int | None = None, labels=None, output_type: str = "np",
-                 progress: bool = False) -> VIDMPipelineOutput:
+                 progress: bool = False, content_steps: int | None = None) -> VIDMPipelineOutput:
         """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
         _check_output_type(output_type)
         latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
                                                  num_inference_steps, sampler, generator, seed, labels,
-                                                 progress)), dim=1)  # (B, T, c, h, w)
+                                                 progress, content_steps)), dim=1)  # (B, T, c, h, w)
         if output_type == "latent":
             return VIDMPipelineOutput(latents)
         with torch.inference_mode():
             frames = to_uint8(self.vae.decode(latents)).cpu()  # (B, T, H, W, 3)
         return VIDMPipelineOutput(frames.numpy() if output_type == "np" else frames)
 
-    def _check(self, num_videos, num_frames, steps):
-        for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps)):
+    def _check(self, num_videos, num_frames, steps, content_steps):
+        for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps),
+                            ("content_steps", content_steps)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise VidmError(f"{name} must be a positive integer, got {value!r}")
 
@@ -183,8 +187,9 @@ class VIDMPipeline:
 
     @torch.inference_mode()
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
-                 labels, progress) -> Iterator[torch.Tensor]:
-        self._check(num_videos, num_frames, steps)
+                 labels, progress, content_steps=None) -> Iterator[torch.Tensor]:
+        content_steps = steps if content_steps is None else content_steps
+        self._check(num_videos, num_frames, steps, content_steps)
         sampler = get_sampler(sampler_name)
         gens = make_generators(num_videos, seed, generator)
         num_classes = self.content.config.unet.num_classes
@@ -197,7 +202,8 @@ class VIDMPipeline:
         K = self.motion.config.context_frames
         shape = (num_videos, *self.vae.latent_shape())
         device = self.device
-        bar = tqdm(total=num_frames * steps, desc="generating", unit="step", disable=not progress)
+        bar = tqdm(total=(num_frames - 1) * steps + (steps if context is not None else content_steps),
+                   desc="generating", unit="step", disable=not progress)
         tick = lambda: bar.update(1)  # noqa: E731
 
         if context is not None:
@@ -207,11 +213,11 @@ class VIDMPipeline:
         else:
             if first_frame is not None:
                 z0 = self.encode_frames(self._as_batch(first_frame, num_videos, 4, "first_frame"))
-                bar.update(steps)
+                bar.update(content_steps)
             else:
                 content = self.content.denoiser(labels)
                 z0 = sampler(content, randn_like(torch.empty(shape, device=device), gens),
-                             self.content.diffusion.alphas_cumprod, steps, gens, progress=tick)
+                             self.content.diffusion.alphas_cumprod, content_steps, gens, progress=tick)
             yield z0
             window, start, end = [z0], 1, num_frames
         window = [window[0]] * (K - len(window)) + window  # too few previous frames: repeat the earliest
