@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -144,6 +145,15 @@ def write_result(path: str | os.PathLike, result: dict, args=None) -> Path:
                 meta["model"] = f"unknown ({e})"
     save_json(to_jsonable({"meta": meta, **result}), path)
     return path
+
+
+def write_section(path: str | os.PathLike, name: str, value: dict, args=None) -> Path:
+    """Replaces one section of a result file and keeps the others, as they are on disk now (so that
+    scripts writing parts of one file in turn do not undo each other); the section records its command."""
+    path = Path(path)
+    result = {k: v for k, v in json.loads(path.read_text()).items() if k != "meta"} if path.is_file() else {}
+    result[name] = {**value, "command": command_line()}
+    return write_result(path, result, args)
 
 
 def model_identity(folder: Path) -> dict:

@@ -14,13 +14,12 @@ reported with its real-vs-real floor and a static (first frame repeated) baselin
 """
 from __future__ import annotations
 
-import numpy as np
-
-import json
 from pathlib import Path
 
-from common import (CallCounter, RESULTS, batches, command_line, gray, load_pipeline, log, parser, setup, test_videos,
-                    timer, write_result)
+import numpy as np
+
+from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_videos, timer,
+                    write_section)
 from vidm.metrics import mse_per_frame, psnr, ssim
 
 SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
@@ -256,26 +255,22 @@ def main() -> None:
     args = p.parse_args()
     setup(args)
     pipe = load_pipeline(args.model)
-    # each part (prediction, frechet_proxy) replaces its own section and keeps the other's, with its command
-    out = Path(args.out)
-    result: dict = {k: v for k, v in json.loads(out.read_text()).items() if k != "meta"} if out.is_file() else {}
     if not args.skip_predict:
         log(f"10 -> 10 on {args.num} test sequences, {args.sampler} x {args.steps} steps, best of {args.best_of}")
         videos = test_videos(args.num, args.context + args.future, args.data_seed)
         pred_result, pred = evaluate_prediction(pipe, videos, args.context, args.sampler, args.steps, args.seed,
                                                 args.best_of, args.batch)
-        result["prediction"] = {"task": f"{args.context} -> {args.future}", "sequences": args.num,
-                                "data": f"MovingMNIST('test', frames={args.context + args.future}, "
-                                        f"seed={args.data_seed}) videos 0..{args.num - 1}",
-                                "sampler": args.sampler, "steps": args.steps,
-                                "mse_definition": "sum of squared errors over the 64x64 frame, pixels in [0, 1]",
-                                **pred_result, "command": command_line()}
+        r = {"task": f"{args.context} -> {args.future}", "sequences": args.num,
+             "data": f"MovingMNIST('test', frames={args.context + args.future}, seed={args.data_seed}) "
+                     f"videos 0..{args.num - 1}",
+             "sampler": args.sampler, "steps": args.steps,
+             "mse_definition": "sum of squared errors over the 64x64 frame, pixels in [0, 1]", **pred_result}
         if args.plots:
             Path(args.plots).mkdir(parents=True, exist_ok=True)
-            save_curves(Path(args.plots) / "quality_per_frame.png", result["prediction"])
+            save_curves(Path(args.plots) / "quality_per_frame.png", r)
             save_examples(Path(args.plots) / "quality_examples.png", videos, pred, args.context)
-        write_result(args.out, result, args)  # partial result, in case the FVD part is interrupted
-        r = result["prediction"]
+        # each part replaces its own section of --out and keeps the other's
+        write_section(args.out, "prediction", r, args)
         log(f"  model mse {r['model']['mse']['mean']:.1f}, best-of-{args.best_of} "
             f"{r[f'best_of_{args.best_of}']['mse']['mean']:.1f}, copy-last {r['copy_last']['mse']['mean']:.1f}")
     if args.fvd_videos > 0:
@@ -283,9 +278,9 @@ def main() -> None:
         settings = [sampler_steps(e, args.sampler) for e in args.fvd_steps or [str(args.steps)]]
         fvd = evaluate_fvd(pipe, args.fvd_videos, args.fvd_frames, settings, args.seed, tuple(args.fvd_data_seeds),
                            args.detector_seed, args.fvd_batch, args.batch)
-        result["frechet_proxy"] = {**fvd, "command": command_line()}
+        write_section(args.out, "frechet_proxy", fvd, args)
         log(f"  floor {fvd['real_vs_real_floor']:.2f}, static {fvd['static_vs_test']:.2f}")
-    print(write_result(args.out, result, args))
+    print(args.out)
 
 
 if __name__ == "__main__":

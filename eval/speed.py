@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (CallCounter, CpuMonitor, RESULTS, command_line, load_pipeline, log, model_dir, model_identity,
-                    parser, setup, test_videos, timer, to_jsonable, wait_for_idle_cpu, write_result)
+from common import (CallCounter, CpuMonitor, RESULTS, load_pipeline, log, model_dir, model_identity, parser, setup,
+                    test_videos, timer, to_jsonable, wait_for_idle_cpu, write_section)
 from quality import frame_metrics, predict
 from vidm.metrics import bright_fraction, count_blobs
 
@@ -421,14 +421,10 @@ def main() -> None:
     for part in args.parts:
         log(f"part {part}")
         value = {"timing": part_timing, "curve": part_curve, "profile": part_profile}[part](pipe, args)
-        value["command"] = command_line()
         if args.plots and part in ("timing", "curve"):
             Path(args.plots).mkdir(parents=True, exist_ok=True)
             (plot_timing if part == "timing" else plot_curve)(Path(args.plots) / f"speed_{part}.png", value)
-        # the other parts' sections stay as they are in the file (read now, not at the start)
-        result = {k: v for k, v in json.loads(out.read_text()).items() if k != "meta"} if out.is_file() else {}
-        result[part] = value
-        write_result(out, result, args)
+        write_section(out, part, value, args)
     print(out)
 
 
