@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ if str(ROOT) not in sys.path:  # run as `python eval/x.py` from a source checkou
     sys.path.insert(0, str(ROOT))
 
 from vidm.config import save_json  # noqa: E402
-from vidm.data.moving_mnist import MovingMNIST  # noqa: E402
+from vidm.data.moving_mnist import MovingMNIST, digits  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
 
@@ -215,6 +216,11 @@ def timer():
     end = []
     yield lambda: (end[0] if end else time.perf_counter()) - start
     end.append(time.perf_counter())
+
+
+def test_digits_id() -> str:
+    """A short fingerprint of the test digit images, so that cached features follow a change of split."""
+    return hashlib.sha1(digits("test").tobytes()).hexdigest()[:8]
 
 
 def test_videos(num: int, frames: int, seed: int, start: int = 0) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_videos, timer,
-                    write_section)
+from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_digits_id,
+                    test_videos, timer, write_section)
 from vidm.metrics import mse_per_frame, psnr, ssim
 
 SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
@@ -147,7 +147,8 @@ def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int, int
         detector.features(real_a[:batch, ..., None])
     sec_per_video_i3d = probe() / batch
 
-    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-t{frames}"  # noqa: E731
+    digits_id = test_digits_id()
+    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-t{frames}-{digits_id}"  # noqa: E731
     stats = {
         "real_a": feature_stats(features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A",
                                          key("real", data_seeds[0]))),
