@@ -20,6 +20,7 @@ import numpy as np
 
 from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_digits_id,
                     test_videos, timer, write_section)
+from vidm.atomic import atomic_path
 from vidm.metrics import mse_per_frame, psnr, ssim
 
 SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
@@ -121,9 +122,8 @@ def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: st
     feats = np.concatenate(out)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, feats)
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, feats)
     return feats
 
 

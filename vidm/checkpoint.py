@@ -9,6 +9,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_path
 from .autoencoder import Autoencoder
 from .config import AutoencoderConfig, ContentConfig, MotionConfig, from_dict, load_json, save_json, to_dict
 from .content_model import ContentModel
@@ -46,9 +47,8 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype if dtype is not None and v.is_floating_point() else v.dtype)
                .contiguous() for k, v in model.state_dict().items()}
-    tmp = folder / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / WEIGHTS_NAME)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp))
     save_json({"kind": kind_of(model), "config": to_dict(model.config)}, folder / CONFIG_NAME)
 
 

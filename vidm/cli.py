@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import VidmError
 
 DEFAULT_MODEL_NAME = "moving-mnist-64"
@@ -21,7 +22,7 @@ def default_model_dir() -> Path:
                       Path(sys.prefix) / "share" / "vidm" / "checkpoints" / DEFAULT_MODEL_NAME):
         if candidate.is_dir():
             return candidate
-    raise VidmError(f"no shipped checkpoint found; pass --model DIR or set VIDM_MODEL")
+    raise VidmError("no shipped checkpoint found; pass --model DIR or set VIDM_MODEL")
 
 
 def positive_int(text: str) -> int:
@@ -124,9 +125,8 @@ def cmd_data_moving_mnist(args) -> None:
         video = data.video(i)
         name = out / f"{args.split}_{i:05d}"
         if args.format == "npy":
-            tmp = name.with_name(name.name + ".partial.npy")
-            np.save(tmp, video)
-            tmp.replace(name.with_suffix(".npy"))
+            with atomic_path(name.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+                np.save(f, video)
         else:
             write_video(video[..., None], name if args.format == "png" else name.with_suffix("." + args.format),
                         fps=args.fps, fmt=args.format)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .atomic import atomic_path
 from .errors import VidmError
 
 T = TypeVar("T")
@@ -98,10 +99,8 @@ _CONFIG_TYPES = {
 
 def save_json(data: dict, path: Path) -> None:
     """Write JSON atomically: a temporary name, then rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def load_json(path: Path) -> dict:

@@ -26,6 +26,7 @@ import torch.distributed as td
 from tqdm import tqdm
 
 from . import dist
+from .atomic import atomic_path
 from .config import save_json
 from .errors import VidmError
 from .i3d import ENV_VAR, INPUT_SIZE, Detector, load_detector
@@ -222,11 +223,9 @@ def cache_path(cache_dir: str | os.PathLike, root: Path, paths: list[Path], prot
 def save_stats(path: Path, stats: dict) -> None:
     """Writes the statistics npz via a temporary name, so a crash never leaves a truncated cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=stats["mu"], sigma=stats["sigma"], videos=stats["videos"], skipped=stats["skipped"],
                  sizes=np.asarray(stats["sizes"], dtype=np.int64).reshape(-1, 2))
-    os.replace(tmp, path)
 
 
 def load_stats(path: Path) -> dict:

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from . import dist
+from .atomic import atomic_path
 from .autoencoder import Autoencoder
 from .checkpoint import build, load_model, save_model
 from .config import from_dict, load_json
@@ -226,14 +226,13 @@ def latent_cache(cfg: TrainConfig, device) -> torch.Tensor:
         source = open_source(cfg.data)
         check_frames(source.video(0), vae, cfg.data.dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # unique: stages may start together
-        out = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float16,
-                                        shape=(len(source), source.frames, *vae.latent_shape()))
-        for i in tqdm(range(len(source)), desc="encoding latents", leave=False):
-            out[i] = vae.encode(to_model_input(source.video(i), device)).cpu().numpy()
-        out.flush()
-        del out
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # a per-process name: stages may start together
+            out = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float16,
+                                            shape=(len(source), source.frames, *vae.latent_shape()))
+            for i in tqdm(range(len(source)), desc="encoding latents", leave=False):
+                out[i] = vae.encode(to_model_input(source.video(i), device)).cpu().numpy()
+            out.flush()
+            del out
     dist.barrier()
     return torch.from_numpy(np.load(path))
 
@@ -340,7 +339,6 @@ def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device) 
         published.config.scale_factor = measure_scale_factor(published, stage, device)
         model.config.scale_factor = published.config.scale_factor
     save_model(published, stage_dir)
-    tmp = stage_dir / (STATE_NAME + ".tmp")
-    torch.save({"model": model.state_dict(), "ema": published.state_dict(),
-                "optimizer": opt.state_dict(), "step": step}, tmp)
-    tmp.replace(stage_dir / STATE_NAME)
+    with atomic_path(stage_dir / STATE_NAME) as tmp:
+        torch.save({"model": model.state_dict(), "ema": published.state_dict(),
+                    "optimizer": opt.state_dict(), "step": step}, tmp)

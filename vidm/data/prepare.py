@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_path
 from ..config import load_json, save_json
 from ..errors import VidmError
 from ..video_io import fit_frames
@@ -58,10 +59,8 @@ def prepare_one(source: str, target: str, resolution: int, max_frames: int) -> t
     frames = fit_frames(frames, resolution, 3)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
         np.save(f, frames)
-    os.replace(tmp, target)
     return len(frames), None
 
 
