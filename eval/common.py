@@ -218,9 +218,9 @@ def timer():
     end.append(time.perf_counter())
 
 
-def test_digits_id() -> str:
-    """A short fingerprint of the test digit images, so that cached features follow a change of split."""
-    return hashlib.sha1(digits("test").tobytes()).hexdigest()[:8]
+def digits_id(split: str) -> str:
+    """A short fingerprint of a split's digit images, so that anything cached follows a change of split."""
+    return hashlib.sha1(digits(split).tobytes()).hexdigest()[:8]
 
 
 def test_videos(num: int, frames: int, seed: int, start: int = 0) -> np.ndarray:

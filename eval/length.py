@@ -1,10 +1,11 @@
 """Do digits survive 1,000 frames? Per-frame statistics of long generated videos vs real Moving MNIST.
 
 Generates `--videos` unconditional videos of `--frames` frames with `pipe.stream` and measures per
-frame: the bright pixel mass (fraction of pixels > 128) and the number of digit blobs (8-connected
-components of the thresholded frame with >= 10 pixels). The real range comes from held-out Moving
-MNIST test videos of the same length (same statistics, every frame). Writes a plot over time with the
-real 1st-99th percentile band shaded and a strip of example frames.
+frame: the bright pixel mass (fraction of pixels > 128), the number of digit blobs (8-connected
+components of the thresholded frame with >= 10 pixels) and whether the video still shows the digits of
+its first frame (eval/digits.py's classifier). The real range comes from held-out Moving MNIST test
+videos of the same length (same statistics, every frame). Writes a plot over time with the real
+1st-99th percentile band shaded and a strip of example frames.
 
     python eval/length.py --model runs/moving-mnist-64 --videos 4 --frames 1000
 """
@@ -15,15 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
+from digits import digit_sets, kept, load_classifier
 from vidm.metrics import bright_fraction, count_blobs
 
 SHOW = (0, 1, 5, 10, 31, 32, 64, 100, 250, 500, 750, 999)  # frames in the example strip
 
 
-def real_reference(num: int, frames: int, seed: int) -> dict:
-    videos = test_videos(num, frames, seed)  # (N, T, 64, 64)
-    mass, blobs = bright_fraction(videos), count_blobs(videos)
-    return {"mass": mass, "blobs": blobs}
+def frame_stats(videos: np.ndarray, classifier) -> dict:
+    """uint8 (N, T, 64, 64) -> per video and frame: bright mass, blob count, digits of frame 0 kept."""
+    return {"mass": bright_fraction(videos), "blobs": count_blobs(videos),
+            "kept": kept(digit_sets(classifier, videos))}
 
 
 def window_means(x: np.ndarray, window: int) -> list[float]:
@@ -45,7 +47,9 @@ def summarise(gen: dict, real: dict, window: int) -> dict:
                  "mass_min": float(real["mass"].min()), "mass_max": float(real["mass"].max()),
                  "blobs_mean": float(real["blobs"].mean()), "blobs_distribution": dist(real["blobs"]),
                  "window_mass_means": window_means(real["mass"], window),
-                 "window_blob_means": window_means(real["blobs"].astype(float), window)},
+                 "window_blob_means": window_means(real["blobs"].astype(float), window),
+                 "digits_kept": float(real["kept"].mean()),
+                 "window_digits_kept": window_means(real["kept"].astype(float), window)},
         "generated": {"mass_mean": float(gen["mass"].mean()),
                       "fraction_of_frames_in_real_p1_p99_mass": float(inside.mean()),
                       "fraction_in_range_first_100": float(inside[:, :100].mean()),
@@ -58,7 +62,10 @@ def summarise(gen: dict, real: dict, window: int) -> dict:
                       "blobs_distribution": dist(gen["blobs"]),
                       "blobs_distribution_last_100": dist(gen["blobs"][:, tail]),
                       "window_mass_means": window_means(gen["mass"], window),
-                      "window_blob_means": window_means(gen["blobs"].astype(float), window)},
+                      "window_blob_means": window_means(gen["blobs"].astype(float), window),
+                      "digits_kept": float(gen["kept"].mean()),
+                      "digits_kept_last_100": float(gen["kept"][:, tail].mean()),
+                      "window_digits_kept": window_means(gen["kept"].astype(float), window)},
         "window": window,
     }
 
@@ -70,13 +77,15 @@ def plot(path: Path, gen: dict, real: dict, smooth: int) -> None:
     import matplotlib.pyplot as plt
 
     kernel = np.ones(smooth) / smooth
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
     for ax, key, label in ((axes[0], "mass", "bright pixel fraction (> 128)"),
-                           (axes[1], "blobs", "digit blobs (components >= 10 px)")):
+                           (axes[1], "blobs", "digit blobs (components >= 10 px)"),
+                           (axes[2], "kept", "digits of frame 0 still shown")):
         r = real[key].astype(float)
         lo, hi = np.percentile(r, [1, 99])
         T = gen[key].shape[1]
-        ax.axhspan(lo, hi, color="tab:green", alpha=0.15, label="real test videos, 1st-99th percentile")
+        if key != "kept":  # a yes/no per frame has no useful percentile band
+            ax.axhspan(lo, hi, color="tab:green", alpha=0.15, label="real test videos, 1st-99th percentile")
         ax.axhline(r.mean(), color="tab:green", lw=1, ls="--", label="real mean")
         for i, series in enumerate(gen[key].astype(float)):
             sm = np.convolve(series, kernel, mode="valid")
@@ -84,7 +93,7 @@ def plot(path: Path, gen: dict, real: dict, smooth: int) -> None:
         ax.set_ylabel(label, fontsize=8)
         ax.set_xlim(0, T)
         ax.grid(alpha=0.3)
-    axes[1].set_xlabel(f"frame (generated curves: running mean over {smooth} frames)")
+    axes[2].set_xlabel(f"frame (generated curves: running mean over {smooth} frames)")
     axes[0].legend(fontsize=7, ncol=3, loc="upper right")
     axes[0].set_title("Long-video stability: do digits survive? (2 digits per real video)", fontsize=9)
     fig.tight_layout()
@@ -117,7 +126,8 @@ def main() -> None:
     args = p.parse_args()
     setup(args)
     pipe = load_pipeline(args.model)
-    real = real_reference(args.real_videos, args.frames, args.data_seed)
+    classifier = load_classifier()
+    real = frame_stats(test_videos(args.real_videos, args.frames, args.data_seed), classifier)
     frames = np.empty((args.videos, args.frames, pipe.resolution, pipe.resolution), dtype=np.uint8)
     log(f"generating {args.videos} x {args.frames} frames")
     with timer() as took:
@@ -126,14 +136,14 @@ def main() -> None:
             frames[:, t] = gray(batch)
             if (t + 1) % 100 == 0:
                 log(f"  frame {t + 1}")
-    gen = {"mass": bright_fraction(frames), "blobs": count_blobs(frames)}
+    gen = frame_stats(frames, classifier)
     result = {"videos": args.videos, "frames": args.frames, "sampler": args.sampler, "steps": args.steps,
               "generation_seconds": took(),
               "real_reference": f"MovingMNIST('test', frames={args.frames}, seed={args.data_seed}) "
                                 f"videos 0..{args.real_videos - 1}, every frame",
               "max_frames_trained": pipe.motion.config.max_frames,
               **summarise(gen, real, args.window),
-              "per_frame": {"mass": gen["mass"].round(5), "blobs": gen["blobs"]}}
+              "per_frame": {"mass": gen["mass"].round(5), "blobs": gen["blobs"], "digits_kept": gen["kept"]}}
     if args.plots:
         Path(args.plots).mkdir(parents=True, exist_ok=True)
         plot(Path(args.plots) / "length_stats.png", gen, real, args.smooth)
@@ -141,7 +151,8 @@ def main() -> None:
     g = result["generated"]
     log(f"  frames in real mass range: {g['fraction_of_frames_in_real_p1_p99_mass']:.2%} "
         f"(last 100: {g['fraction_in_range_last_100']:.2%}); blobs mean {g['blobs_mean']:.2f} "
-        f"(real {result['real']['blobs_mean']:.2f})")
+        f"(real {result['real']['blobs_mean']:.2f}); digits of frame 0 kept {g['digits_kept']:.2%} "
+        f"(real {result['real']['digits_kept']:.2%})")
     print(write_result(args.out, result, args))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (CallCounter, RESULTS, batches, gray, load_pipeline, log, parser, setup, test_digits_id,
+from common import (CallCounter, RESULTS, batches, digits_id, gray, load_pipeline, log, parser, setup,
                     test_videos, timer, write_section)
 from vidm.atomic import atomic_path
 from vidm.metrics import mse_per_frame, psnr, ssim
@@ -147,8 +147,8 @@ def evaluate_fvd(pipe, num: int, frames: int, settings: list[tuple[str, int, int
         detector.features(real_a[:batch, ..., None])
     sec_per_video_i3d = probe() / batch
 
-    digits_id = test_digits_id()
-    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-t{frames}-{digits_id}"  # noqa: E731
+    test_id = digits_id("test")
+    key = lambda what, data_seed: f"i3d{detector_seed}-{what}-seed{data_seed}-t{frames}-{test_id}"  # noqa: E731
     stats = {
         "real_a": feature_stats(features(detector, lambda lo, hi: real_a[lo:hi], num, batch, "real A",
                                          key("real", data_seeds[0]))),

@@ -97,3 +97,28 @@ def test_curve_summary_does_not_let_blur_win_on_mse():
     summary = curve_summary(rows, 0.05)
     assert summary["ddim"]["fewest_steps_matching_vidm_setting"] == 10
     assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10
+
+
+def test_digit_identity_kept_only_while_the_set_of_frame_0_stays():
+    import digits
+
+    sets = np.zeros((3, 4, 10), dtype=bool)
+    sets[0, :, [2, 7]] = True  # the same two digits throughout
+    sets[1, :, 2] = True
+    sets[1, 2:, 2], sets[1, 2:, 5] = False, True  # a 2 morphs into a 5 at frame 2
+    sets[2, 0, 3] = True  # a 3, then nothing recognisable
+    np.testing.assert_array_equal(digits.kept(sets), [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    assert not digits.kept(np.zeros((1, 2, 10), dtype=bool)).any()  # an empty set is never kept
+
+
+def test_digit_classifier_targets_name_the_digits_of_each_frame():
+    import digits
+
+    frames, targets = digits.labelled_frames("test", num=3, frames=2, seed=0)
+    assert frames.shape == (6, 64, 64) and targets.shape == (6, 10)
+    from vidm.data.moving_mnist import MovingMNIST
+    data = MovingMNIST("test", frames=2, seed=0)
+    for i in range(3):
+        expected = set(data.classes(i).tolist())
+        for t in range(2):
+            assert set(np.flatnonzero(targets[2 * i + t]).tolist()) == expected

