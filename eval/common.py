@@ -24,6 +24,7 @@ from vidm.config import save_json  # noqa: E402
 from vidm.data.moving_mnist import MovingMNIST, digits  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
+CACHE = ROOT / "eval" / "cache"  # git-ignored: what benchmarks compute once and reuse (features, classifier)
 
 
 def parser(description: str, out: str) -> argparse.ArgumentParser:

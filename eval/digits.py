@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import RESULTS, batches, digits_id, gray, load_pipeline, log, parser, setup, timer, write_result
+from common import (CACHE, RESULTS, batches, digits_id, gray, load_pipeline, log, parser, setup, timer,
+                    write_result)
 from vidm.atomic import atomic_path
 from vidm.data.moving_mnist import MovingMNIST
 
-CACHE = RESULTS.parent / "cache"
 VERSION = 1  # bump when the network or its training changes, so that a cached classifier is not reused
 TRAIN_VIDEOS, TRAIN_FRAMES, TRAIN_SEED = 3000, 20, 100  # classifier data: every frame of these train videos
 EPOCHS, BATCH, LR = 3, 128, 2e-3
@@ -178,18 +178,19 @@ def main() -> None:
                                       content_steps=args.content_steps).frames)
             log(f"  generated {hi}/{args.videos} videos")
     gen_sets = digit_sets(net, frames)
+    real_kept, gen_kept = kept(real_sets), kept(gen_sets)
     label = f"{args.sampler} x {args.steps}" + (f", first frame {args.content_steps}" if args.content_steps else "")
     result = {"videos": args.videos, "frames": args.frames, "sampler": args.sampler, "steps": args.steps,
               "content_steps": args.content_steps or args.steps, "generation_seconds": took(),
               "classifier": {"trained_on": f"every frame of MovingMNIST('train', frames={TRAIN_FRAMES}, "
                                           f"seed={TRAIN_SEED}) videos 0..{TRAIN_VIDEOS - 1}",
                              "exact_set_accuracy_real_test_frames": exact, "test_frames": len(x)},
-              "real": summary(kept(real_sets), real_sets), "generated": summary(kept(gen_sets), gen_sets)}
+              "real": summary(real_kept, real_sets), "generated": summary(gen_kept, gen_sets)}
     out = write_result(args.out, result, args)
     log(f"wrote {out}: kept at frame {args.frames - 1}: real {result['real']['kept_at'].get(f'frame_{args.frames - 1}')}"
         f", generated {result['generated']['kept_at'].get(f'frame_{args.frames - 1}')}")
     if args.plot:
-        plot(Path(args.plot), kept(real_sets), kept(gen_sets), label)
+        plot(Path(args.plot), real_kept, gen_kept, label)
 
 
 if __name__ == "__main__":

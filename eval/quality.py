@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (CallCounter, RESULTS, batches, digits_id, gray, load_pipeline, log, parser, setup,
-                    test_videos, timer, write_section)
+from common import (CACHE, CallCounter, RESULTS, batches, digits_id, gray, load_pipeline, log, parser,
+                    setup, test_videos, timer, write_section)
 from vidm.atomic import atomic_path
 from vidm.metrics import mse_per_frame, psnr, ssim
 
@@ -95,7 +95,6 @@ def batch_count(n: int, batch: int) -> int:
 
 # --- Fréchet distance in the feature space of a random I3D ---
 
-FEATURE_CACHE = RESULTS.parent / "cache"  # git-ignored: I3D features of the real sets, which no model changes
 
 
 def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: str | None = None) -> np.ndarray:
@@ -105,7 +104,7 @@ def features(detector, videos_fn, num: int, batch: int, what: str, cache_key: st
     per 1,000 videos on 2 CPU cores) are computed once, not for every model or step count. Video i of a
     test set depends only on its seed and i, so a cached larger set also serves a smaller one.
     """
-    path = FEATURE_CACHE / f"{cache_key}.npy" if cache_key else None
+    path = CACHE / f"{cache_key}.npy" if cache_key else None
     if path is not None and path.is_file():
         cached = np.load(path)
         if len(cached) >= num:

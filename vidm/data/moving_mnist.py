@@ -81,16 +81,19 @@ class MovingMNIST:
         self.split, self.frames, self.num_digits, self.seed = split, frames, num_digits, seed
         self.images, self.labels = digits(split), labels(split)
 
+    def _draw_digits(self, index: int) -> tuple[np.random.Generator, np.ndarray]:
+        """The generator of sequence `index`, after its first draw: the indices (D,) of its digits."""
+        rng = np.random.default_rng([self.seed, index])
+        return rng, rng.integers(0, len(self.images), size=self.num_digits)
+
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Digit images (D, 28, 28) and corners (T, D, 2) of sequence `index`."""
-        rng = np.random.default_rng([self.seed, index])
-        chosen = self.images[rng.integers(0, len(self.images), size=self.num_digits)]
-        return chosen, trajectories(rng, self.num_digits, self.frames)
+        rng, chosen = self._draw_digits(index)
+        return self.images[chosen], trajectories(rng, self.num_digits, self.frames)
 
     def classes(self, index: int) -> np.ndarray:
-        """The classes (D,) of the digits of sequence `index` (the same draw as `sample`)."""
-        rng = np.random.default_rng([self.seed, index])
-        return self.labels[rng.integers(0, len(self.images), size=self.num_digits)]
+        """The classes (D,) of the digits of sequence `index`."""
+        return self.labels[self._draw_digits(index)[1]]
 
     def video(self, index: int) -> np.ndarray:
         """Sequence `index` as uint8 (T, 64, 64)."""
