@@ -160,3 +160,39 @@ def test_export_copies_the_models_without_training_state(trained, tmp_path):
     b = VIDMPipeline.from_pretrained(tmp_path / "full")(num_videos=1, num_frames=3, num_inference_steps=2,
                                                         seed=0).frames
     np.testing.assert_array_equal(a, b)
+
+
+def test_init_from_starts_a_larger_model_as_the_trained_one(trained, tmp_path):
+    """A motion model with attention added at a new level, warm-started, computes what the trained one does."""
+    from vidm.checkpoint import build, load_model
+    from vidm.train import warm_start
+    from vidm.unet import Attention
+
+    source = load_model(trained / "motion", "motion")
+    wider = {**MODELS["motion"], "unet": {**MODELS["motion"]["unet"], "attention_levels": [0, 1]}}
+    torch.manual_seed(0)
+    model = build("motion", wider).eval()
+    new = warm_start(model, str(trained / "motion"), "motion")
+    attention = [name for name, m in model.named_modules() if isinstance(m, Attention)]
+    assert new and all(any(name.startswith(a + ".") for a in attention) for name in new)  # only attention is new
+    g = torch.Generator().manual_seed(0)
+    x, first = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)
+    context = torch.randn(2, 2, 4, 16, 16, generator=g)
+    args = (x, torch.tensor([10, 900]), first, context, torch.tensor([1, 5]), torch.tensor([0.05, 0.05]))
+    with torch.no_grad():
+        torch.testing.assert_close(model(*args), source(*args))
+
+    cfg = write_config(tmp_path, "motion", tmp_path / "ft", model=wider, steps=1,
+                       init_from=str(trained / "motion"), vae=str(trained / "vae"))
+    assert run("train", "motion", "--config", cfg) == 0
+    assert (tmp_path / "ft" / "motion" / "model.safetensors").is_file()
+
+
+def test_init_from_a_model_that_does_not_fit_is_an_error(trained, tmp_path, capsys):
+    narrower = {**MODELS["motion"], "unet": {**MODELS["motion"]["unet"], "channels": [8, 16]}}
+    cfg = write_config(tmp_path, "motion", tmp_path / "ft", model=narrower, init_from=str(trained / "motion"),
+                       vae=str(trained / "vae"))
+    assert run("train", "motion", "--config", cfg) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not fit the configured model (wrong shape" in err[0]
+    assert not (tmp_path / "ft" / "motion").exists()

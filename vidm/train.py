@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import dist
 from .atomic import atomic_path
 from .autoencoder import Autoencoder
-from .checkpoint import build, load_model, save_model
+from .checkpoint import build, load_model, save_model, state_dict_mismatch
 from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
@@ -39,6 +39,9 @@ class TrainConfig:
     model: dict = dataclasses.field(default_factory=dict)  # the stage's model config
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     vae: str = ""  # autoencoder folder for content/motion; default out/vae
+    # Warm start: a model folder of the same kind whose weights fill the new model before step 0. The new
+    # model may add layers (e.g. attention blocks, which start as the identity); the rest must match.
+    init_from: str = ""
     batch_size: int = 32  # global, over all processes and accumulation steps
     accum_steps: int = 1
     steps: int = 2000
@@ -246,6 +249,25 @@ def measure_scale_factor(vae: Autoencoder, stage: VAEStage, device, num_frames: 
     return float(1.0 / mean.float().std())
 
 
+def warm_start(model: torch.nn.Module, folder: str, kind: str) -> list[str]:
+    """Copies the weights of the model folder into `model`; returns the names of the new model's own.
+
+    Every weight of the folder must exist in `model` with the same shape; weights only `model` has keep
+    their initialisation (the new layers). Anything else is a one-line VidmError.
+    """
+    source = load_model(folder, kind).state_dict()
+    own = model.state_dict()
+    # Only the folder's weights must fit: those the new model adds may be missing from it.
+    mismatch = state_dict_mismatch({k: v for k, v in own.items() if k in source}, source)
+    if mismatch:
+        raise VidmError(f"init_from {folder}: its weights do not fit the configured model ({mismatch})")
+    model.load_state_dict(source, strict=False)
+    new = sorted(set(own) - set(source))
+    if dist.is_main():
+        print(f"init_from {folder}: {len(source)} tensors loaded, {len(new)} new", flush=True)
+    return new
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     device = dist.init()
     stage_dir = Path(cfg.out) / cfg.stage
@@ -257,6 +279,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
     model = build(STAGE_KINDS[cfg.stage], cfg.model).to(device)
+    if cfg.init_from and not resume:
+        warm_start(model, cfg.init_from, STAGE_KINDS[cfg.stage])
     stage = STAGES[cfg.stage](cfg, model, device)
     # fused: one kernel for all parameters on the GPU (the CPU keeps the default, bit-for-bit as before)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
