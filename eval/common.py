@@ -34,6 +34,7 @@ def parser(description: str, out: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RESULTS / out), help=f"JSON results (default eval/results/{out})")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when there is one)")
     return p
 
 
@@ -45,14 +46,22 @@ def model_dir(arg: str | None) -> Path:
     return default_model_dir()
 
 
-def load_pipeline(arg: str | None):
+def load_pipeline(arg: str | None, device: torch.device | str = "cpu"):
     from vidm.pipeline import VIDMPipeline
 
-    return VIDMPipeline.from_pretrained(model_dir(arg))
+    return VIDMPipeline.from_pretrained(model_dir(arg), device=device)
 
 
 def setup(args) -> None:
+    """Threads, and args.device resolved to a torch.device (training follows it through VIDM_DEVICE)."""
     torch.set_num_threads(args.threads)
+    name = getattr(args, "device", "cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = torch.device(name)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {name}, but torch sees no CUDA device")
+    os.environ["VIDM_DEVICE"] = args.device.type
 
 
 def machine() -> dict:
@@ -66,6 +75,7 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.is_available(),
+            "gpu_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "platform": platform.platform()}
 
@@ -180,7 +190,7 @@ def to_jsonable(x):
         return None if not np.isfinite(x) else round(float(x), 6)
     if isinstance(x, np.integer):
         return int(x)
-    if isinstance(x, Path):
+    if isinstance(x, (Path, torch.device)):
         return str(x)
     return x
 

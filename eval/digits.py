@@ -169,7 +169,7 @@ def main() -> None:
 
     real_videos = MovingMNIST("test", frames=args.frames, seed=args.data_seed).videos(args.videos)
     real_sets = digit_sets(net, real_videos)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args.device)
     frames = np.empty_like(real_videos)
     with timer() as took:
         for lo, hi in batches(args.videos, args.batch):

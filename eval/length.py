@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--plots", default=str(RESULTS))
     args = p.parse_args()
     setup(args)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args.device)
     classifier = load_classifier()
     real = frame_stats(test_videos(args.real_videos, args.frames, args.data_seed), classifier)
     frames = np.empty((args.videos, args.frames, pipe.resolution, pipe.resolution), dtype=np.uint8)

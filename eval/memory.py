@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from common import RESULTS, CpuMonitor, load_pipeline, log, parser, setup, wait_for_idle_cpu, write_result
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -55,7 +57,7 @@ def child(args) -> dict:
     from vidm.video_io import VideoWriter
 
     setup(args)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args.device)
     MiB = 2 ** 20
     with tempfile.TemporaryDirectory() as tmp:
         writers = [VideoWriter(Path(tmp) / f"video_{i}.mp4", fps=8) for i in range(args.batch)]
@@ -73,6 +75,7 @@ def child(args) -> dict:
             if t % max(1, args.frames // 64) == 0 or t == args.frames - 1:
                 trace.append((t + 1, rss_bytes() / MiB))
         seconds = time.perf_counter() - start
+        gpu_peak = torch.cuda.max_memory_allocated(args.device) / MiB if args.device.type == "cuda" else None
         for writer in writers:
             writer.close()
         peak = sampler.stop()
@@ -82,7 +85,7 @@ def child(args) -> dict:
             "peak_rss_during_generation_mib": peak / MiB,
             "growth_during_generation_mib": (peak - before) / MiB,
             "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MiB,  # KiB on Linux
-            "video_bytes": size, "other_processes_cpu_percent": monitor.other_percent(), "rss_trace_mib": trace}
+            "cuda_peak_allocated_mib": gpu_peak, "video_bytes": size, "other_processes_cpu_percent": monitor.other_percent(), "rss_trace_mib": trace}
 
 
 def main() -> None:
@@ -103,7 +106,7 @@ def main() -> None:
         wait_for_idle_cpu()
         cmd = [sys.executable, __file__, "--child", "--frames", str(n), "--batch", str(args.batch),
                "--steps", str(args.steps), "--sampler", args.sampler, "--seed", str(args.seed),
-               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+               "--threads", str(args.threads), "--device", str(args.device)] + (["--model", args.model] if args.model else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = rows[-1]

@@ -254,7 +254,7 @@ def main() -> None:
     p.add_argument("--plots", default=str(RESULTS), help="folder for the PNG plots ('' for none)")
     args = p.parse_args()
     setup(args)
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args.device)
     if not args.skip_predict:
         log(f"10 -> 10 on {args.num} test sequences, {args.sampler} x {args.steps} steps, best of {args.best_of}")
         videos = test_videos(args.num, args.context + args.future, args.data_seed)
