@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from vidm.cli import main
+from vidm.train import TrainConfig, learning_rate
 from vidm.video_io import read_video
 
 from conftest import TINY_UNET
@@ -69,6 +70,29 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     for part in ("model", "ema"):
         for name in a[part]:
             torch.testing.assert_close(a[part][name], b[part][name], atol=0, rtol=0)
+
+
+def test_cosine_learning_rate_warms_up_then_decays_to_its_floor_and_is_logged(tmp_path):
+    cfg = TrainConfig(lr=1e-3, steps=101, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)  # warm-up: (step + 1) / warmup_steps
+    assert learning_rate(cfg, 9) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 55) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way
+    assert learning_rate(cfg, 100) == pytest.approx(1e-4)  # the last step
+    lrs = [learning_rate(cfg, s) for s in range(9, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    constant = TrainConfig(lr=1e-3, steps=101, warmup_steps=10)
+    assert learning_rate(constant, 100) == learning_rate(constant, 9) == pytest.approx(1e-3)
+    out = tmp_path / "r"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, lr_schedule="cosine", lr=1e-3,
+                                                         steps=6, warmup_steps=1)) == 0
+    logged = [json.loads(line) for line in (out / "vae" / "log.jsonl").read_text().splitlines()]
+    logged = [r["lr"] for r in logged if "lr" in r]
+    assert logged[0] > logged[-1] and logged[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_unknown_learning_rate_schedule_is_an_error(tmp_path, capsys):
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", tmp_path / "r", lr_schedule="step")) == 2
+    assert "lr_schedule must be constant or cosine" in capsys.readouterr().err
 
 
 def test_training_refuses_to_overwrite_or_resume_nothing(tmp_path, capsys):
