@@ -122,3 +122,18 @@ def test_digit_classifier_targets_name_the_digits_of_each_frame():
         expected = set(data.classes(i).tolist())
         for t in range(2):
             assert set(np.flatnonzero(targets[2 * i + t]).tolist()) == expected
+
+
+def test_motion_loss_uses_the_same_draws_for_every_model():
+    import torch
+    from conftest import tiny_pipeline
+    from motion_loss import split_loss
+
+    pipe = tiny_pipeline()
+    a = split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0)
+    assert np.isfinite(a) and a > 0
+    assert split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0) == a
+    with torch.no_grad():  # a different model on the same draws gives a different number
+        for p in pipe.motion.parameters():
+            p.mul_(0.5)
+    assert split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0) != a
