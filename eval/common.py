@@ -52,9 +52,19 @@ def load_pipeline(arg: str | None, device: torch.device | str = "cpu"):
     return VIDMPipeline.from_pretrained(model_dir(arg), device=device)
 
 
+def default_plots(args) -> None:
+    """Plots go beside the JSON unless --plots/--plot says otherwise (so a scratch run cannot overwrite the
+    published plots in eval/results/)."""
+    if getattr(args, "plots", "") is None:
+        args.plots = str(Path(args.out).parent)
+    if getattr(args, "plot", "") is None:
+        args.plot = str(Path(args.out).with_suffix(".png"))
+
+
 def setup(args) -> None:
-    """Threads, and args.device resolved to a torch.device (training follows it through VIDM_DEVICE)."""
+    """Threads, plot paths, and args.device resolved to a torch.device (training follows it via VIDM_DEVICE)."""
     torch.set_num_threads(args.threads)
+    default_plots(args)
     name = getattr(args, "device", "cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

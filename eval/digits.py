@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import (CACHE, RESULTS, batches, digits_id, gray, load_pipeline, log, parser, setup, timer,
+from common import (CACHE, batches, digits_id, gray, load_pipeline, log, parser, setup, timer,
                     write_result)
 from vidm.atomic import atomic_path
 from vidm.data.moving_mnist import MovingMNIST
@@ -157,7 +157,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--data-seed", type=int, default=5, help="seed of the real reference videos")
     p.add_argument("--accuracy-videos", type=int, default=500, help="real test videos for the accuracy check")
-    p.add_argument("--plot", default=str(RESULTS / "digits.png"))
+    p.add_argument("--plot", help="PNG plot (default: --out with .png; '' for none)")
     args = p.parse_args()
     setup(args)
     net = load_classifier()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
+from common import gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
 from digits import digit_sets, kept, load_classifier
 from vidm.metrics import bright_fraction, count_blobs
 
@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=4)
     p.add_argument("--window", type=int, default=100, help="window for the per-window means")
     p.add_argument("--smooth", type=int, default=10, help="running mean in the plot")
-    p.add_argument("--plots", default=str(RESULTS))
+    p.add_argument("--plots", help="folder for the PNG plots (default: the folder of --out; '' for none)")
     args = p.parse_args()
     setup(args)
     pipe = load_pipeline(args.model, args.device)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, CpuMonitor, load_pipeline, log, parser, setup, wait_for_idle_cpu, write_result
+from common import CpuMonitor, default_plots, load_pipeline, log, parser, setup, wait_for_idle_cpu, write_result
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -96,11 +96,12 @@ def main() -> None:
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--frames", type=int, help="(internal) one length, in a child process")
     p.add_argument("--child", action="store_true", help="(internal) run one measurement")
-    p.add_argument("--plots", default=str(RESULTS))
+    p.add_argument("--plots", help="folder for the PNG plots (default: the folder of --out; '' for none)")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args)))
         return
+    default_plots(args)
     rows = []
     for n in args.lengths:
         wait_for_idle_cpu()
@@ -122,6 +123,7 @@ def main() -> None:
                   "ru_maxrss": 100 * (last["ru_maxrss_mib"] / first["ru_maxrss_mib"] - 1)},
               "lengths": [first["frames"], last["frames"]]}
     if args.plots:
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
         plot(Path(args.plots) / "memory_rss.png", rows)
     print(write_result(args.out, result, args))
 

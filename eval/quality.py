@@ -193,9 +193,9 @@ def save_examples(path, videos, pred, context: int, rows: int = 4) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    future = pred.shape[1]
+    future, rows = pred.shape[1], min(rows, len(pred))
     show = list(range(0, context, 2)), list(range(0, future, 1))
-    fig, axes = plt.subplots(2 * rows, len(show[1]), figsize=(len(show[1]) * 0.9, 2 * rows * 0.95))
+    fig, axes = plt.subplots(2 * rows, len(show[1]), figsize=(len(show[1]) * 0.9, 2 * rows * 0.95), squeeze=False)
     for r in range(rows):
         for c, t in enumerate(show[1]):
             for k, (img, label) in enumerate(((videos[r, context + t], "truth"), (pred[r, t], "model"))):
@@ -251,7 +251,7 @@ def main() -> None:
     p.add_argument("--fvd-data-seeds", type=int, nargs=2, default=(2, 3), help="the two disjoint real test sets")
     p.add_argument("--detector-seed", type=int, default=0)
     p.add_argument("--skip-predict", action="store_true")
-    p.add_argument("--plots", default=str(RESULTS), help="folder for the PNG plots ('' for none)")
+    p.add_argument("--plots", help="folder for the PNG plots (default: the folder of --out; '' for none)")
     args = p.parse_args()
     setup(args)
     pipe = load_pipeline(args.model, args.device)

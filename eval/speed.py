@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (CallCounter, CpuMonitor, RESULTS, load_pipeline, log, model_dir, model_identity, parser, setup,
+from common import (CallCounter, CpuMonitor, load_pipeline, log, model_dir, model_identity, parser, setup,
                     test_videos, timer, to_jsonable, wait_for_idle_cpu, write_section)
 from quality import frame_metrics, predict
 from vidm.metrics import bright_fraction, count_blobs
@@ -418,10 +418,12 @@ def main() -> None:
     p.add_argument("--profile-frames", type=int, default=16)
     p.add_argument("--profile-steps", type=int, default=20)
     p.add_argument("--ab-compile", action="store_true", help="also A/B-test torch.compile (slow to compile)")
-    p.add_argument("--profile-table", default=str(RESULTS / "profile.txt"))
-    p.add_argument("--plots", default=str(RESULTS), help="folder for PNG plots ('' for none)")
+    p.add_argument("--profile-table", help="profiler table (default: profile.txt beside --out)")
+    p.add_argument("--plots", help="folder for the PNG plots (default: the folder of --out; '' for none)")
     args = p.parse_args()
     setup(args)
+    if args.profile_table is None:
+        args.profile_table = str(Path(args.out).with_name("profile.txt"))
     pipe = load_pipeline(args.model, args.device)
     out = Path(args.out)
     for part in args.parts:
