@@ -172,6 +172,13 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
     assert proc.stderr.strip() == f"vidm: error: video not found: {tmp_path / 'missing.avi'}"
 
 
+def test_version(capsys):
+    import vidm
+
+    assert run("--version") == 0
+    assert capsys.readouterr().out.strip() == f"vidm {vidm.__version__}"
+
+
 def test_export_copies_the_models_without_training_state(trained, tmp_path):
     from vidm.pipeline import VIDMPipeline
 

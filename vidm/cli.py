@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from .atomic import atomic_path
 from .errors import VidmError
 
@@ -168,7 +169,7 @@ def add_sampling_args(p) -> None:
     p.add_argument("--steps", type=positive_int, default=20, help="denoising steps per frame (default 20)")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
-    p.add_argument("--fps", type=positive_float, default=8.0)
+    p.add_argument("--fps", type=positive_float, default=8.0, help="frames per second of the written video (default 8)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -177,14 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .video_io import FORMATS
 
     parser = Parser(prog="vidm", description="Video implicit diffusion models: generate, extend, train.")
+    parser.add_argument("--version", action="version", version=f"vidm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("generate", help="generate videos from scratch or from a first frame")
-    p.add_argument("--num-videos", type=positive_int, default=4)
-    p.add_argument("--frames", type=positive_int, default=64, help="frames per video, the first included")
+    p.add_argument("--num-videos", type=positive_int, default=4, help="default 4")
+    p.add_argument("--frames", type=positive_int, default=64, help="frames per video, the first included (default 64)")
     p.add_argument("--first-frame", help="an image to start from (any size or mode; resized + center-cropped)")
     p.add_argument("--out", default="samples", help="output folder (default ./samples)")
-    p.add_argument("--format", choices=FORMATS, default="mp4")
+    p.add_argument("--format", choices=FORMATS, default="mp4", help="default mp4; png writes a folder of frames per video")
     p.add_argument("--content-steps", type=positive_int,
                    help="denoising steps for the generated first frame (default: --steps)")
     add_sampling_args(p)
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extend", help="continue a clip frame by frame")
     p.add_argument("video", help="mp4/avi/webm/gif, a folder of PNG frames, or a .npy (T,H,W[,3]) uint8 array")
-    p.add_argument("--frames", type=positive_int, default=32, help="new frames to add")
+    p.add_argument("--frames", type=positive_int, default=32, help="new frames to add (default 32)")
     p.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif) or folder (PNG frames)")
     p.add_argument("--format", choices=FORMATS, help="default: from the --out suffix")
     add_sampling_args(p)
