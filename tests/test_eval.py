@@ -137,3 +137,19 @@ def test_motion_loss_uses_the_same_draws_for_every_model():
         for p in pipe.motion.parameters():
             p.mul_(0.5)
     assert split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0) != a
+
+
+def test_overlap_pixels_count_ink_both_digits_share():
+    from overlap import INK, overlap_pixels
+
+    class TwoSquares:  # stands in for MovingMNIST.sample: two 28x28 digits, each a 10x10 bright square
+        def sample(self, index):
+            img = np.zeros((2, 28, 28), np.uint8)
+            img[:, 9:19, 9:19] = 255
+            corners = np.array([[[0, 0], [0, 0]],     # same place: the squares coincide
+                                [[0, 0], [0, 5]],     # 5 px apart: a 10x5 overlap
+                                [[0, 0], [30, 30]]])  # far apart
+            return img, corners
+
+    assert INK < 255
+    np.testing.assert_array_equal(overlap_pixels(TwoSquares(), 0), [100, 50, 0])
