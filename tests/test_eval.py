@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vidm.metrics import PSNR_CAP, bright_fraction, count_blobs, mse_per_frame, psnr, ssim
 
@@ -153,3 +154,19 @@ def test_overlap_pixels_count_ink_both_digits_share():
 
     assert INK < 255
     np.testing.assert_array_equal(overlap_pixels(TwoSquares(), 0), [100, 50, 0])
+
+
+def test_one_step_prediction_is_the_frame_after_the_clip_whatever_the_batch():
+    from conftest import tiny_pipeline
+    from one_step import decode, predict_latents
+
+    pipe = tiny_pipeline()
+    clips = frames(6, (3, 4, 32, 32))
+    z = predict_latents(pipe, clips, "ddim", 2, seed=4, batch=2)
+    assert z.shape == (3, 4, 8, 8)
+    torch.testing.assert_close(z, predict_latents(pipe, clips, "ddim", 2, seed=4, batch=3))
+    whole = pipe(num_videos=1, num_frames=1, context=clips[2:3, ..., None], num_inference_steps=2,
+                 sampler="ddim", seed=6, output_type="latent").frames[:, 0]
+    torch.testing.assert_close(z[2:3], whole)
+    image = decode(pipe, z)
+    assert image.shape == (3, 32, 32) and image.dtype == np.uint8
