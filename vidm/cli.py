@@ -187,8 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-frame", help="an image to start from (any size or mode; resized + center-cropped)")
     p.add_argument("--out", default="samples", help="output folder (default ./samples)")
     p.add_argument("--format", choices=FORMATS, default="mp4", help="default mp4; png writes a folder of frames per video")
-    p.add_argument("--content-steps", type=positive_int,
-                   help="denoising steps for the generated first frame (default: --steps)")
+    # The first frame comes from noise alone: 100 steps for it add 6% to the network calls of a 64-frame
+    # video at 20 steps and bring the proxy Frechet distance from 3.71 to 2.79 (README, Benchmarks).
+    p.add_argument("--content-steps", type=positive_int, default=100,
+                   help="denoising steps for the generated first frame (default 100)")
     add_sampling_args(p)
     p.set_defaults(func=cmd_generate)
 
