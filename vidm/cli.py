@@ -95,8 +95,10 @@ def cmd_generate(args) -> None:
                          progress=not args.quiet, content_steps=args.content_steps)
     write_streams(stream, paths, args.fps, args.format)
     took = time.time() - start
+    first_steps = "first frame given" if first is not None else f"first frame {args.content_steps} steps"
     print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
-          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, {args.steps} steps, seed {args.seed})")
+          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, {args.steps} steps per frame, "
+          f"{first_steps}, seed {args.seed})")
 
 
 def cmd_extend(args) -> None:
