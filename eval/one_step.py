@@ -20,16 +20,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common import batches, load_pipeline, log, parser, setup, test_videos, timer, write_result
+from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
 from digits import digit_sets, load_classifier
 from vidm.metrics import mse_per_frame
+from vidm.pipeline import to_uint8
 
 
 def decode(pipe, z: torch.Tensor) -> np.ndarray:
-    """Latents (N, c, h, w) -> gray uint8 frames (N, H, W)."""
+    """Latents (N, c, h, w) -> gray uint8 frames (N, H, W), rounded as the pipeline rounds its output."""
     with torch.inference_mode():
-        x = pipe.vae.decode(z.to(pipe.device))
-    return ((x[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()  # channel 0: gray
+        return gray(to_uint8(pipe.vae.decode(z.to(pipe.device))).cpu().numpy())
 
 
 def predict_latents(pipe, clips: np.ndarray, sampler: str, steps: int, seed: int, batch: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def predict_latents(pipe, clips: np.ndarray, sampler: str, steps: int, seed: int
     for lo, hi in batches(len(clips), batch):
         z = pipe(num_videos=hi - lo, num_frames=1, context=clips[lo:hi, ..., None], num_inference_steps=steps,
                  sampler=sampler, seed=seed + lo, output_type="latent").frames
-        out.append(z[:, 0].float().cpu())
+        out.append(z[:, 0].cpu())
     return torch.cat(out)
 
 
@@ -53,12 +53,10 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=1, help="seed of the test sequences (default 1)")
     args = p.parse_args()
     setup(args)
-    pipe = load_pipeline(args.model, args.device)
-    for model in (pipe.vae, pipe.motion):
-        model.float()
+    pipe = load_pipeline(args.model, args.device)  # float32 weights, whatever the folder stores
     clips = test_videos(args.num, args.context + 1, args.data_seed)  # (N, T, H, W) uint8
     truth = clips[:, -1]
-    z_true = pipe.encode_frames(clips[:, -1, ..., None]).float().cpu()
+    z_true = pipe.encode_frames(truth[..., None]).cpu()
 
     with timer() as took:
         z_mean = predict_latents(pipe, clips[:, :-1], "ddim", 1, args.seed, args.batch)
