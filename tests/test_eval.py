@@ -170,3 +170,13 @@ def test_one_step_prediction_is_the_frame_after_the_clip_whatever_the_batch():
     torch.testing.assert_close(z[2:3], whole)
     image = decode(pipe, z)
     assert image.shape == (3, 32, 32) and image.dtype == np.uint8
+
+
+def test_cache_keys_follow_a_change_of_the_clips_not_only_of_the_digits(monkeypatch):
+    from common import digits_id
+    from vidm.data import moving_mnist
+
+    before = digits_id("test")
+    assert digits_id("test") == before and digits_id("train") != before
+    monkeypatch.setitem(moving_mnist.STREAMS, "test", (2,))  # same digit images, other clips
+    assert digits_id("test") != before

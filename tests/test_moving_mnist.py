@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -36,6 +38,21 @@ def test_videos_are_deterministic_by_seed_and_index():
     assert not np.array_equal(a.video(3), a.video(4))
     assert not np.array_equal(a.video(3), mm.MovingMNIST("test", frames=12, seed=2).video(3))
     assert a.videos(2).shape == (2, 12, 64, 64) and a.videos(2).dtype == np.uint8
+
+
+def test_train_clips_are_the_ones_the_shipped_checkpoint_was_trained_on():
+    # The shipped weights and any cached training latents were made from exactly these clips.
+    data = mm.MovingMNIST("train", frames=32, seed=0)
+    assert hashlib.sha256(data.videos(3).tobytes()).hexdigest()[:16] == "b6ced1189282ea14"
+    assert hashlib.sha256(data.video(3999).tobytes()).hexdigest()[:16] == "dd5a44abbb4bc194"
+
+
+def test_test_clips_do_not_repeat_the_motion_of_train_clips():
+    train, test = mm.MovingMNIST("train", frames=10, seed=0), mm.MovingMNIST("test", frames=10, seed=0)
+    for i in range(20):
+        assert not np.array_equal(train.sample(i)[1], test.sample(i)[1]), i
+    same_classes = [sorted(train.classes(i)) == sorted(test.classes(i)) for i in range(200)]
+    assert np.mean(same_classes) < 0.1  # two random pairs of classes agree about 2% of the time
 
 
 def test_trajectories_move_at_the_standard_speed_and_bounce_inside_the_canvas():
