@@ -70,10 +70,16 @@ class Diffusion:
         return x0, eps
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """P2 weighting 1 / (k + SNR)^gamma (Choi et al. 2022); ones when gamma is 0."""
+        """P2 weighting 1 / (k + SNR)^gamma of the eps-loss (Choi et al. 2022); ones when gamma is 0."""
+        if self.config.p2_gamma == 0:  # each parameterisation's plain loss, as the shipped models trained
+            return torch.ones(t.shape, device=t.device)
         a = self.alphas_cumprod.to(t.device)[t]
-        snr = a / (1 - a)
-        return (1.0 / (self.config.p2_k + snr) ** self.config.p2_gamma).float()
+        weight = 1.0 / (self.config.p2_k + a / (1 - a)) ** self.config.p2_gamma
+        if self.config.prediction == "v":
+            # eps - eps_hat = sqrt(a) (v - v_hat) (from x_t = sqrt(a) x0 + sqrt(1-a) eps and
+            # v = sqrt(a) eps - sqrt(1-a) x0), so the eps-loss is a times the v-loss.
+            weight = weight * a
+        return weight.float()
 
     def time_input(self, t: torch.Tensor) -> torch.Tensor:
         """Integer steps -> the network's time scalar in [0, 1)."""
