@@ -1,10 +1,12 @@
 """Samplers as plain functions: sampler(denoise, x_T, alphas_cumprod, steps, generator, **kw) -> x_0.
 
 `denoise(x, t)` takes a batch and integer steps (B,) and returns predicted (x0, eps); the caller closes
-it over the conditioning. Every sampler makes exactly `steps` network calls.
+it over the conditioning. Every sampler makes exactly `steps` network calls, at the steps that
+`timesteps(..., spacing)` gives (keyword `spacing`, "linspace" by default).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -14,13 +16,39 @@ from .errors import VidmError
 Denoise = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def timesteps(num_train_steps: int, steps: int) -> list[int]:
-    """`steps` integer steps from T-1 down to 0, evenly spaced (the "linspace" spacing)."""
+SPACINGS = ("linspace", "logsnr", "trailing")
+
+
+def timesteps(num_train_steps: int, steps: int, spacing: str = "linspace",
+              alphas_cumprod: torch.Tensor | None = None) -> list[int]:
+    """`steps` distinct integer steps from T-1 down, spaced as `spacing` says (see SPACINGS)."""
     if not 1 <= steps <= num_train_steps:
         raise VidmError(f"steps must be between 1 and {num_train_steps}, got {steps}")
+    if spacing not in SPACINGS:
+        raise VidmError(f"unknown spacing {spacing!r}: choose from {', '.join(SPACINGS)}")
+    top = num_train_steps - 1
     if steps == 1:
-        return [num_train_steps - 1]
-    return [round(i * (num_train_steps - 1) / (steps - 1)) for i in range(steps - 1, -1, -1)]
+        return [top]
+    if spacing == "linspace":  # evenly in t, down to 0
+        return [round(i * top / (steps - 1)) for i in range(steps - 1, -1, -1)]
+    if spacing == "trailing":
+        # Every T/steps from the top, the last at T/steps - 1 (Lin et al. 2024, "Common diffusion noise
+        # schedules and sample steps are flawed", table 2); the sampler's last step goes on to the data.
+        return [math.floor(num_train_steps - i * num_train_steps / steps + 0.5) - 1 for i in range(steps)]
+    if alphas_cumprod is None or len(alphas_cumprod) != num_train_steps:
+        raise VidmError(f"the logsnr spacing needs the schedule's alphas_cumprod ({num_train_steps} values)")
+    # Evenly in log-SNR from the top step's to step 0's (DPM-Solver's "logSNR" spacing, Lu et al. 2022),
+    # each point at the step of nearest log-SNR.
+    a = alphas_cumprod.double().cpu()
+    lam = 0.5 * torch.log(a / (1 - a))  # decreasing in t
+    grid = torch.linspace(float(lam[-1]), float(lam[0]), steps, dtype=torch.float64)
+    nearest = (lam[None, :] - grid[:, None]).abs().argmin(dim=1).tolist()
+    out = []
+    for i, t in enumerate(nearest):
+        # Where log-SNR moves slowly, neighbouring points round to one step: keep the steps distinct,
+        # leaving room for those still to come (the last lands on 0, the point of step 0's log-SNR).
+        out.append(min(max(t, steps - 1 - i), out[-1] - 1 if out else top))
+    return out
 
 
 def randn_like(x: torch.Tensor, generator) -> torch.Tensor:
@@ -42,9 +70,9 @@ def _call(denoise: Denoise, x: torch.Tensor, t: int):
 
 @torch.no_grad()
 def ddim(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-         generator=None, eta: float = 0.0, progress: Callable | None = None) -> torch.Tensor:
+         generator=None, eta: float = 0.0, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
     """DDIM (Song et al. 2021); eta=0 is the deterministic ODE sampler, eta=1 is DDPM ancestral."""
-    ts = timesteps(len(alphas_cumprod), steps)
+    ts = timesteps(len(alphas_cumprod), steps, spacing, alphas_cumprod)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         a, a_prev = _alpha(alphas_cumprod, t), _alpha(alphas_cumprod, t_prev)
@@ -59,16 +87,16 @@ def ddim(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps:
 
 
 def ddpm(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-         generator=None, progress: Callable | None = None) -> torch.Tensor:
+         generator=None, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
     """Ancestral sampling with the DDPM posterior variance (Ho et al. 2020) over any step subset."""
-    return ddim(denoise, x, alphas_cumprod, steps, generator, eta=1.0, progress=progress)
+    return ddim(denoise, x, alphas_cumprod, steps, generator, eta=1.0, progress=progress, spacing=spacing)
 
 
 @torch.no_grad()
 def dpmpp_2m(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-             generator=None, progress: Callable | None = None) -> torch.Tensor:
+             generator=None, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), multistep second order in log-SNR; deterministic."""
-    ts = timesteps(len(alphas_cumprod), steps)
+    ts = timesteps(len(alphas_cumprod), steps, spacing, alphas_cumprod)
     old_x0, h_last = None, None
     for i, t in enumerate(ts):
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
