@@ -180,3 +180,20 @@ def test_cache_keys_follow_a_change_of_the_clips_not_only_of_the_digits(monkeypa
     assert digits_id("test") == before and digits_id("train") != before
     monkeypatch.setitem(moving_mnist.STREAMS, "test", (2,))  # same digit images, other clips
     assert digits_id("test") != before
+
+
+def test_one_step_spacing_places_the_pipeline_steps_and_then_restores_them():
+    from conftest import tiny_pipeline
+    from one_step import predict_latents, step_spacing
+    from vidm.sampling import timesteps
+
+    pipe, seen = tiny_pipeline(), []
+    hook = pipe.motion.register_forward_hook(lambda m, args, out: seen.append(int(args[1][0])))  # (x_t, t, ...)
+    clips = frames(6, (1, 3, 32, 32))
+    with step_spacing("trailing"):
+        predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
+    assert seen == timesteps(1000, 4, "trailing")
+    seen.clear()
+    predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
+    hook.remove()
+    assert seen == timesteps(1000, 4)
