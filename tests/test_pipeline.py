@@ -58,9 +58,9 @@ def test_motion_model_sees_first_frame_and_previous_latents():
     seen = []
     original = pipe.motion.unet.forward
 
-    def spy(x, scalars, cond=None, labels=None):
+    def spy(x, scalars, cond=None, labels=None, **kw):
         seen.append((cond.clone(), scalars[:, 1].clone()))
-        return original(x, scalars, cond=cond, labels=labels)
+        return original(x, scalars, cond=cond, labels=labels, **kw)
 
     pipe.motion.unet.forward = spy
     steps = 2

@@ -37,6 +37,11 @@ class UNetConfig:
     # Positional group norm: per-pixel scale/shift from sinusoidal row/column features.
     positional_norm: bool = True
     dropout: float = 0.0
+    # Reference attention (Tune-A-Video's sparse-causal attention, Animate Anyone's reference net): at these
+    # levels every block also attends to the tokens of clean reference latents (e.g. z_0 and z_{k-1}), so an
+    # object's look can be fetched from a reference frame wherever it has moved. Needs reference_channels.
+    reference_levels: tuple[int, ...] = ()
+    reference_channels: int = 0  # channels of one reference latent; 0: no reference attention
 
 
 @dataclasses.dataclass
@@ -64,6 +69,12 @@ class MotionConfig:
     # Conditioning noise augmentation: training draws a level in [0, max], sampling uses a fixed one.
     aug_max_level: float = 0.3
     aug_sample_level: float = 0.05
+    # Predictor plus residual (RVD, Yang et al. 2022): a deterministic network predicts the next latent's
+    # mean mu from z_0 and the context, trained by MSE; the diffusion model, also given mu, generates the
+    # residual (z_k - mu) / residual_scale. None: the diffusion model generates z_k itself.
+    predictor: UNetConfig | None = None
+    residual_scale: float = 0.5
+    predictor_loss_weight: float = 1.0
 
 
 def to_dict(cfg: Any) -> dict:
@@ -81,8 +92,8 @@ def from_dict(cls: type[T], data: dict) -> T:
     kwargs = {}
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     for name, value in data.items():
-        sub = _CONFIG_TYPES.get(hints[name])
-        if sub is not None:
+        sub = _CONFIG_TYPES.get(hints[name].removesuffix(" | None"))
+        if sub is not None and value is not None:
             value = from_dict(sub, value)
         elif isinstance(value, list):
             value = tuple(value)

@@ -1,5 +1,12 @@
-"""Motion model: diffusion over z_k given the first latent z_0, the previous K latents and k."""
+"""Motion model: diffusion over z_k given the first latent z_0, the previous K latents and k.
+
+Optionally (config `predictor`) a deterministic predictor first guesses z_k's mean mu, and the diffusion
+model generates only the residual (RVD, Yang, Srivastava & Mandt 2022): the predictor learns the motion
+fast with a plain MSE, and the diffusion model adds what a mean cannot have (sharp strokes).
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from einops import rearrange
@@ -11,46 +18,99 @@ from .errors import VidmError
 from .sampling import randn_like
 from .unet import UNet
 
+# Reference latents of reference attention: the clean first frame and the newest context frame.
+NUM_REFERENCES = 2
+
 
 class MotionModel(nn.Module):
-    """Conditioning latents are concatenated to the noisy input: [z_k noisy, z_0, z_{k-K}, ..., z_{k-1}]."""
+    """Conditioning latents are concatenated to the noisy input: [x noisy, z_0, z_{k-K}, ..., z_{k-1}(, mu)]."""
 
     def __init__(self, cfg: MotionConfig):
         super().__init__()
         if cfg.context_frames < 1:
             raise VidmError(f"context_frames must be at least 1, got {cfg.context_frames}")
-        expected = cfg.unet.in_channels * (1 + cfg.context_frames)
+        c = cfg.unet.in_channels
+        stacked = c * (1 + cfg.context_frames)  # z_0 and the K context latents
+        expected = stacked + (c if cfg.predictor is not None else 0)
         if cfg.unet.cond_channels != expected:
-            raise VidmError(f"motion unet.cond_channels must be {expected} (first frame + "
-                            f"{cfg.context_frames} context latents), got {cfg.unet.cond_channels}")
+            raise VidmError(f"motion unet.cond_channels must be {expected} (first frame + {cfg.context_frames} "
+                            f"context latents{' + the prediction' if cfg.predictor else ''}), "
+                            f"got {cfg.unet.cond_channels}")
+        p = cfg.predictor
+        if p is not None and (p.in_channels != stacked or p.out_channels != c or p.cond_channels != 0):
+            raise VidmError(f"motion predictor: in_channels must be {stacked}, out_channels {c} and "
+                            f"cond_channels 0, got {p.in_channels}, {p.out_channels}, {p.cond_channels}")
+        if cfg.residual_scale <= 0:
+            raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
         # Scalars: diffusion time, frame position, conditioning augmentation level.
-        self.unet = UNet(cfg.unet, num_scalars=3)
+        self.unet = UNet(cfg.unet, num_scalars=3, num_references=NUM_REFERENCES)
+        # Scalars: frame position, conditioning augmentation level.
+        self.predictor = UNet(p, num_scalars=2, num_references=NUM_REFERENCES) if p is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
 
     def frame_position(self, frame_index: torch.Tensor) -> torch.Tensor:
-        """Frame index k -> k / max_frames, the same in training and sampling; later frames clamp to 1."""
-        return frame_index.float().clamp(max=self.config.max_frames) / self.config.max_frames
+        """Frame index k -> k / max_frames, the same in training and sampling.
+
+        Training sees k = 1 .. max_frames - 1 at most, so later frames take the last trained position.
+        """
+        return frame_index.float().clamp(max=self.config.max_frames - 1) / self.config.max_frames
 
     def augment(self, context: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Variance-preserving noise on the context latents, so the model learns to trust them less."""
         level = level.view(-1, *([1] * (context.dim() - 1)))
         return (1 - level.square()).sqrt() * context + level * noise
 
-    def forward(self, x_t, t, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
-        """x_t, first (B, c, h, w); context (B, K, c, h, w), already augmented; frame_index, aug_level (B,)."""
-        cond = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
+    @staticmethod
+    def references(first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The reference latents (B, 2, c, h, w): z_0 and the newest context latent."""
+        return torch.stack([first, context[:, -1]], dim=1)
+
+    def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
+        """The predictor's mean of z_k: z_{k-1} plus a predicted correction, (B, c, h, w)."""
+        x = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
+        scalars = torch.stack([self.frame_position(frame_index), aug_level], dim=1)
+        reference = self.predictor.encode_reference(self.references(first, context))
+        return context[:, -1] + self.predictor(x, scalars, labels=labels, reference=reference)
+
+    def forward(self, x_t, t, first, context, frame_index, aug_level, labels=None, mean=None,
+                reference=None) -> torch.Tensor:
+        """x_t, first (B, c, h, w); context (B, K, c, h, w), already augmented; frame_index, aug_level (B,);
+        mean: the predictor's output (with a predictor); reference: from encode_reference (or made here)."""
+        parts = [first, rearrange(context, "b k c h w -> b (k c) h w")] + ([mean] if mean is not None else [])
         scalars = torch.stack([self.diffusion.time_input(t), self.frame_position(frame_index), aug_level], dim=1)
-        return self.unet(x_t, scalars, cond=cond, labels=labels)
+        if reference is None and self.unet.reference_encoder is not None:
+            reference = self.unet.encode_reference(self.references(first, context))
+        return self.unet(x_t, scalars, cond=torch.cat(parts, dim=1), labels=labels, reference=reference)
 
     def loss(self, target, first, context, frame_index, t, noise, aug_level, aug_noise, labels=None):
         """Training loss for z_k = target with the given random draws (see train.py)."""
         context = self.augment(context, aug_level, aug_noise)
-        net = lambda x, tt: self(x, tt, first, context, frame_index, aug_level, labels)  # noqa: E731
-        return training_loss(self.diffusion, net, target, t, noise)
+        mean, extra = None, 0.0
+        x0 = target
+        if self.predictor is not None:
+            mean = self.predict(first, context, frame_index, aug_level, labels)
+            extra = self.config.predictor_loss_weight * (mean - target).pow(2).mean()
+            # The diffusion model's gradient does not reach the predictor: each has one clear target.
+            mean = mean.detach()
+            x0 = (target - mean) / self.config.residual_scale
+        net = lambda x, tt: self(x, tt, first, context, frame_index, aug_level, labels, mean)  # noqa: E731
+        return training_loss(self.diffusion, net, x0, t, noise) + extra
 
-    def denoiser(self, first, context, frame_index, labels=None, generator=None):
-        """(x_t, t) -> (x0, eps) for frame k, with the fixed sampling-time augmentation of the context."""
+    def sample(self, sampler: Callable, steps: int, first, context, frame_index, labels=None, generator=None,
+               progress: Callable | None = None) -> torch.Tensor:
+        """z_k (B, c, h, w) by `sampler` in `steps` network calls, context augmented at the fixed sampling level.
+
+        The predictor and the reference tokens are computed once per frame, not once per denoising step.
+        """
         level = torch.full((first.shape[0],), self.config.aug_sample_level, device=first.device)
         context = self.augment(context, level, randn_like(context, generator))
-        return lambda x, t: self.diffusion.split(x, t, self(x, t, first, context, frame_index, level, labels))
+        noise = randn_like(first, generator)  # drawn after the augmentation noise, per video generator
+        mean = self.predict(first, context, frame_index, level, labels) if self.predictor is not None else None
+        reference = self.unet.encode_reference(self.references(first, context))
+
+        def denoise(x, t):
+            return self.diffusion.split(x, t, self(x, t, first, context, frame_index, level, labels, mean, reference))
+
+        x = sampler(denoise, noise, self.diffusion.alphas_cumprod, steps, generator, progress=progress)
+        return x if mean is None else mean + self.config.residual_scale * x

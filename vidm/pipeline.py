@@ -225,9 +225,7 @@ class VIDMPipeline:
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
             context_latents = torch.stack(window, dim=1)  # (B, K, c, h, w), oldest first
-            motion = self.motion.denoiser(z0, context_latents, index, labels, gens)
-            z = sampler(motion, randn_like(torch.empty(shape, device=device), gens),
-                        self.motion.diffusion.alphas_cumprod, steps, gens, progress=tick)
+            z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick)
             yield z
             window = window[1:] + [z]
         bar.close()

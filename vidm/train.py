@@ -56,6 +56,14 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True  # ramp the EMA decay up from 0 early on (timm's warmup)
+    # The ramp is 1 - (1 + step)^-power, capped at ema_decay: 3/4 reaches 0.999 at 10,000 steps, timm's
+    # default 2/3 only at 31,600 (so a 13,000-step run ended at 0.998).
+    ema_warmup_power: float = 0.75
+    # Motion with a predictor: with probability rollout_prob, the context of a training pair is made by the
+    # predictor itself over up to rollout_frames - 1 frames before the target (real frames before that),
+    # so that it learns to recover from its own errors instead of compounding them. 1: real context only.
+    rollout_frames: int = 1
+    rollout_prob: float = 0.5
     kl_weight: float = 1e-4  # vae only
     save_every: int = 500
     log_every: int = 50
@@ -173,24 +181,63 @@ class MotionStage:
         self.size = self.latents.shape[0]
         self.device, self.model_cfg = device, model.config
         self.steps = model.diffusion.num_train_steps
+        self.rollout, self.rollout_prob = cfg.rollout_frames, cfg.rollout_prob
+        if self.latents.shape[1] > self.model_cfg.max_frames:
+            raise VidmError(f"training clips have {self.latents.shape[1]} frames: the motion model's max_frames "
+                            f"({self.model_cfg.max_frames}) must be at least that")
+        if self.rollout < 1 or not 0 <= self.rollout_prob <= 1:
+            raise VidmError(f"rollout_frames must be >= 1 and rollout_prob in [0, 1], got {self.rollout}, "
+                            f"{self.rollout_prob}")
+        if self.rollout > 1 and model.predictor is None:
+            raise VidmError("rollout_frames > 1 needs a motion model with a predictor")
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
         K = self.model_cfg.context_frames
-        return {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
-                "t": torch.randint(0, self.steps, (batch,), generator=g),
-                "noise": torch.randn((batch, *shape), generator=g),
-                "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
-                "aug_noise": torch.randn((batch, K, *shape), generator=g)}
+        draws = {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
+                 "t": torch.randint(0, self.steps, (batch,), generator=g),
+                 "noise": torch.randn((batch, *shape), generator=g),
+                 "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
+                 "aug_noise": torch.randn((batch, K, *shape), generator=g)}
+        if self.rollout > 1:
+            draws["rollout"] = torch.rand((batch,), generator=g) < self.rollout_prob
+            draws["rollout_noise"] = torch.randn((batch, self.rollout - 1, K, *shape), generator=g)
+        return draws
 
     def loss(self, model, indices, draws):
         k = draws["k"]
-        first, target, context = select_frames(self.latents, torch.as_tensor(indices), k,
-                                               self.model_cfg.context_frames)
+        videos = torch.as_tensor(indices)
+        K = self.model_cfg.context_frames
+        first, target, context = select_frames(self.latents, videos, k, K)
         d = {n: v.to(self.device) for n, v in draws.items()}
-        return model.loss(target.to(self.device), first.to(self.device), context.to(self.device),
-                          d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
-                          take_labels(self.labels, indices, self.device))
+        first, target, context = first.to(self.device), target.to(self.device), context.to(self.device)
+        labels = take_labels(self.labels, indices, self.device)
+        if self.rollout > 1:
+            context = self.rolled_context(model, videos, d, first, context, labels)
+        return model.loss(target, first, context, d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
+                          labels)
+
+    @torch.no_grad()
+    def rolled_context(self, model, videos, d, first, real_context, labels) -> torch.Tensor:
+        """The context of frame k as the predictor makes it from real frames up to rollout_frames before k.
+
+        Frame p = k - R + 1 .. k - 1 is predicted from the K frames before it (real or predicted), with the
+        sampling-time context noise; frames p < 1 stay real, and rows not drawn for a rollout keep real context.
+        """
+        K, R = self.model_cfg.context_frames, self.rollout
+        k = d["k"]
+        offsets = torch.arange(-(R - 1) - K, 0)  # the K frames before k - R + 1, then those up to k - 1
+        positions = (k.cpu()[:, None] + offsets[None]).clamp(min=0)
+        window = list(self.latents[videos[:, None], positions].float().to(self.device).unbind(1))
+        level = torch.full_like(d["aug_level"], self.model_cfg.aug_sample_level)
+        for j in range(R - 1):
+            p = k - (R - 1) + j
+            ctx = model.augment(torch.stack(window[j:j + K], dim=1), level, d["rollout_noise"][:, j])
+            mean = model.predict(first, ctx, p.clamp(min=1), level, labels)
+            use = (p >= 1) & d["rollout"]
+            window[j + K] = torch.where(use[:, None, None, None], mean, window[j + K])
+        return torch.stack(window[R - 1:R - 1 + K], dim=1).where(d["rollout"][:, None, None, None, None],
+                                                                 real_context)
 
 
 def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
@@ -269,11 +316,15 @@ def measure_scale_factor(vae: Autoencoder, stage: VAEStage, device, num_frames: 
 def warm_start(model: torch.nn.Module, folder: str, kind: str) -> list[str]:
     """Copies the weights of the model folder into `model`; returns the names of the new model's own.
 
-    Every weight of the folder must exist in `model` with the same shape; weights only `model` has keep
-    their initialisation (the new layers). Anything else is a one-line VidmError.
+    Every weight of the folder must exist in `model` with the same shape, or with input channels added at
+    the end (they start at zero, so the new input is ignored at first); weights only `model` has keep their
+    initialisation (the new layers). Anything else is a one-line VidmError.
     """
     source = load_model(folder, kind).state_dict()
     own = model.state_dict()
+    grown = [k for k, v in source.items() if k in own and grows_inputs(v, own[k])]
+    for k in grown:  # a layer given a new input (e.g. a conditioning latent): old weights, zeros for the new
+        source[k] = torch.cat([source[k], torch.zeros_like(own[k][:, source[k].shape[1]:])], dim=1)
     # Only the folder's weights must fit: those the new model adds may be missing from it.
     mismatch = state_dict_mismatch({k: v for k, v in own.items() if k in source}, source)
     if mismatch:
@@ -281,8 +332,15 @@ def warm_start(model: torch.nn.Module, folder: str, kind: str) -> list[str]:
     model.load_state_dict(source, strict=False)
     new = sorted(set(own) - set(source))
     if dist.is_main():
-        print(f"init_from {folder}: {len(source)} tensors loaded, {len(new)} new", flush=True)
+        print(f"init_from {folder}: {len(source)} tensors loaded ({len(grown)} with new zero inputs), "
+              f"{len(new)} new", flush=True)
     return new
+
+
+def grows_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
+    """Whether `new` is the conv/linear weight `old` with input channels added at the end (dim 1)."""
+    return (old.dim() >= 2 and old.dim() == new.dim() and old.shape[1] < new.shape[1]
+            and old.shape[:1] + old.shape[2:] == new.shape[:1] + new.shape[2:])
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -302,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     # fused: one kernel for all parameters on the GPU (the CPU keeps the default, bit-for-bit as before)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
-    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup, warmup_power=cfg.ema_warmup_power)
     step = 0
     if resume:
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -363,6 +421,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 with open(log_path, "a") as f:
                     f.write(json.dumps({"step": step, "loss": mean_loss, "lr": opt.param_groups[0]["lr"],
+                                        "ema_decay": round(ema.get_decay(step - 1), 6),  # of the last update
                                         "seconds": round(time.time() - t0, 1)}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.steps:
             if dist.is_main():
