@@ -1,4 +1,4 @@
-"""The `vidm` command line: generate, extend, data, train."""
+"""The `vidm` command line: generate, extend, data, train, export, demo, fvd."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +157,12 @@ def cmd_export(args) -> None:
     print(f"exported {args.run} to {args.out} ({size / 2**20:.1f} MiB{', float16 weights' if args.half else ''})")
 
 
+def cmd_demo(args) -> None:
+    from .demo.server import serve
+
+    serve(args, load_pipeline)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
@@ -231,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="model folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="a web page for generating and extending videos, served on this machine")
+    p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=positive_int, default=7860, help="default 7860")
+    p.add_argument("--max-videos", type=positive_int, default=4, help="most videos per request (default 4)")
+    p.add_argument("--max-frames", type=positive_int, default=64, help="most frames per video (default 64)")
+    p.add_argument("--max-steps", type=positive_int, default=40, help="most denoising steps per frame (default 40)")
+    p.add_argument("--max-upload-mb", type=positive_float, default=50.0, help="largest upload in MiB (default 50)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_demo)
 
     from . import fvd
 
