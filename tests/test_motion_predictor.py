@@ -199,8 +199,10 @@ def test_training_with_a_predictor_and_rollouts_runs_and_logs_the_ema_decay(tmp_
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
     model_cfg = {"unet": {**TINY_UNET, "in_channels": 4, "cond_channels": 16}, "predictor": PREDICTOR,
                  "context_frames": 2, "max_frames": 8}
-    cfg = write_config(tmp_path, "motion", out, model=model_cfg, rollout_frames=3, ema_warmup_power=0.75)
+    cfg = write_config(tmp_path, "motion", out, model=model_cfg, rollout_frames=3, ema_warmup_power=0.75,
+                       snapshot_every=2)
     assert run("train", "motion", "--config", cfg) == 0
+    assert sorted(p.name for p in (out / "motion").glob("step-*")) == ["step-2", "step-4"]
     log = [json.loads(line) for line in (out / "motion" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in log)
     # timm's warm-up: the update of step s uses 1 - s^-power, and 0 for the first two

@@ -66,6 +66,9 @@ class TrainConfig:
     rollout_prob: float = 0.5
     kl_weight: float = 1e-4  # vae only
     save_every: int = 500
+    # Also keep the EMA model of every N-th step in out/<stage>/step-<N>/ (for curves of quality
+    # against steps); 0: only the latest. A multiple of save_every.
+    snapshot_every: int = 0
     log_every: int = 50
     seed: int = 0
     bf16: bool = False  # autocast on GPU
@@ -92,6 +95,8 @@ def load_train_config(path: str) -> TrainConfig:
         raise VidmError(f"{path}: {e}") from None
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise VidmError(f"{path}: lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}")
+    if cfg.snapshot_every % cfg.save_every:
+        raise VidmError(f"{path}: snapshot_every must be a multiple of save_every ({cfg.save_every})")
     if cfg.stage not in STAGE_KINDS:
         raise VidmError(f"{path}: stage must be one of {sorted(STAGE_KINDS)}, got {cfg.stage!r}")
     if cfg.batch_size % (dist.world_size() * cfg.accum_steps):
@@ -426,6 +431,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         if step % cfg.save_every == 0 or step == cfg.steps:
             if dist.is_main():
                 save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device)
+                if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                    save_model(ema.module, stage_dir / f"step-{step}")
             dist.barrier()
     bar.close()
     dist.cleanup()
