@@ -1,0 +1,110 @@
+"""The Fourier shift, the equivariance losses of the VAE and eval/equivariance.py, on tiny models."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidm.autoencoder import Autoencoder
+from vidm.checkpoint import save_model
+from vidm.config import AutoencoderConfig
+from vidm.equivariance import equivariance_losses, fourier_shift, roll_each
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
+
+
+def tiny_vae(seed=0) -> Autoencoder:
+    torch.manual_seed(seed)
+    return Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=32))
+
+
+def test_fourier_shift_by_whole_pixels_is_a_roll_and_keeps_a_smooth_wave():
+    z = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fourier_shift(z, 2, -3), torch.roll(z, (2, -3), (-2, -1)))
+    dy, dx = torch.tensor([0, 1, -5]), torch.tensor([3, 0, 7])  # one shift per frame
+    rolled = torch.stack([torch.roll(z[i], (int(dy[i]), int(dx[i])), (-2, -1)) for i in range(3)])
+    torch.testing.assert_close(fourier_shift(z, dy, dx), rolled)
+    torch.testing.assert_close(roll_each(z, dy, dx), rolled, atol=0, rtol=0)
+    n = torch.arange(16.0)
+    wave = lambda d: torch.cos(2 * torch.pi * 3 * (n - d) / 16).expand(16, 16)  # noqa: E731  band-limited
+    torch.testing.assert_close(fourier_shift(wave(0), 0, 0.3), wave(0.3), atol=1e-5, rtol=0)
+
+
+def test_zero_shift_gives_the_plain_terms():
+    vae = tiny_vae()
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    zero = torch.zeros(4, dtype=torch.long)
+    decoder, encoder = equivariance_losses(vae, x, zero, zero)
+    torch.testing.assert_close(decoder, F.l1_loss(vae.decoder(vae.moments(x)[0]), x))  # reconstruction of the mean
+    assert encoder.item() < 1e-10  # a frame's latent is its own latent
+
+
+def test_gradients_reach_encoder_and_decoder_and_the_encoder_term_ignores_scale():
+    vae = tiny_vae()
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    dy, dx = torch.tensor([1, -7, 3, 0]), torch.tensor([5, 2, 0, -6])
+    decoder, encoder = equivariance_losses(vae, x, dy, dx)
+    assert decoder.item() > 0 and encoder.item() > 0
+    (decoder + encoder).backward()
+    for part in (vae.encoder, vae.decoder):
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in part.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in vae.encoder.parameters())
+    with torch.no_grad():  # a latent scaled 10x down is no more equivariant than before
+        last = vae.encoder.net[-1]
+        last.weight.mul_(0.1), last.bias.mul_(0.1)
+    torch.testing.assert_close(equivariance_losses(vae, x, dy, dx)[1], encoder.detach(), rtol=1e-4, atol=0)
+
+
+class AveragePool(nn.Module):
+    """A toy autoencoder: the latent is the frame averaged over 4x4 blocks, decoded by repeating it."""
+
+    downsample = 4
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = lambda z: F.interpolate(z, scale_factor=4, mode="nearest")
+
+    def moments(self, x):
+        return F.avg_pool2d(x, 4), torch.zeros(())
+
+
+def test_an_equivariant_map_gives_near_zero_losses():
+    r, c = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    # Block averages of a smooth wave are the wave sampled at the block centres: the latent of the frame
+    # shifted by s px is the latent shifted by s / 4, exactly, for any s (this checks scale and sign).
+    wave = torch.stack([torch.cos(2 * torch.pi * (r + 2 * c) / 32 + phase) for phase in (0.0, 1.0, 2.0)])[:, None]
+    _, encoder = equivariance_losses(AveragePool(), wave, torch.tensor([1, -3, 6]), torch.tensor([-7, 2, 5]))
+    assert encoder.item() < 1e-10
+    # Frames constant over the blocks, moved by whole blocks: the repeating decoder is exact too.
+    blocks = F.interpolate(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3)), scale_factor=4)
+    decoder, encoder = equivariance_losses(AveragePool(), blocks, torch.tensor([4, -8]), torch.tensor([-4, 0]))
+    assert decoder.item() < 1e-6 and encoder.item() < 1e-10
+    wrong = AveragePool()
+    wrong.downsample = 2  # the latent moved by s / 2: far from the encoding of the shifted frame
+    assert equivariance_losses(wrong, wave, torch.tensor([1, -3, 6]), torch.tensor([-7, 2, 5]))[1].item() > 0.1
+
+
+def test_eval_equivariance_writes_a_table_for_a_model_folder(tmp_path, monkeypatch, capsys):
+    import equivariance
+
+    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
+    save_model(vae, tmp_path / "model" / "vae")
+    out = tmp_path / "eq.json"
+    monkeypatch.setattr(sys, "argv", ["equivariance.py", "--model", str(tmp_path / "model"), "--num", "3",
+                                      "--max-shift", "4", "--threads", "1", "--device", "cpu", "--out", str(out)])
+    equivariance.main()
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [r["shift_px"] for r in rows] == [0, 1, 2, 3, 4] and rows[2]["latent_shift"] == 0.5
+    assert rows[0]["relative_distance"] == 0 and rows[1]["relative_distance"] > 0
+    assert rows[0]["decoded_shift_mse"] == pytest.approx(result["reconstruction_mse"])
+    assert len(result["vae"]["sha256"]) == 64 and "command" in result["meta"]
+    assert "rel. distance" in capsys.readouterr().out
+    # a VAE stage's own folder works too
+    monkeypatch.setattr(sys, "argv", ["equivariance.py", "--model", str(tmp_path / "model" / "vae"), "--num", "2",
+                                      "--max-shift", "0", "--threads", "1", "--device", "cpu", "--out", str(out)])
+    equivariance.main()
+    assert json.loads(out.read_text())["vae"]["folder"].endswith("vae")
