@@ -238,14 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=cmd_export)
 
+    from .demo.inputs import Limits
+
+    limits = Limits()
     p = sub.add_parser("demo", help="a web page for generating and extending videos, served on this machine")
     p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=positive_int, default=7860, help="default 7860")
-    p.add_argument("--max-videos", type=positive_int, default=4, help="most videos per request (default 4)")
-    p.add_argument("--max-frames", type=positive_int, default=64, help="most frames per video (default 64)")
-    p.add_argument("--max-steps", type=positive_int, default=40, help="most denoising steps per frame (default 40)")
-    p.add_argument("--max-upload-mb", type=positive_float, default=50.0, help="largest upload in MiB (default 50)")
+    p.add_argument("--max-videos", type=positive_int, default=limits.max_videos,
+                   help=f"most videos per request (default {limits.max_videos})")
+    p.add_argument("--max-frames", type=positive_int, default=limits.max_frames,
+                   help=f"most frames per video (default {limits.max_frames})")
+    p.add_argument("--max-steps", type=positive_int, default=limits.max_steps,
+                   help=f"most denoising steps per frame (default {limits.max_steps})")
+    p.add_argument("--max-upload-mb", type=positive_float, default=limits.max_upload_mb,
+                   help=f"largest upload in MiB (default {limits.max_upload_mb:g})")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_demo)
 

@@ -105,16 +105,20 @@ class Demo:
                "player": str(result.player), "sheet": str(result.sheet), "files": [str(p) for p in result.videos]}
 
 
-def settings(limits: Limits, frames_label: str = "frames") -> list:
+def settings(limits: Limits, tab: str, frames_label: str = "frames") -> list:
     """The sliders and fields every tab shares, with the server's limits as their maxima."""
     with gr.Row():
-        videos = gr.Slider(1, limits.max_videos, value=min(2, limits.max_videos), step=1, label="videos")
-        count = gr.Slider(1, limits.max_frames, value=min(32, limits.max_frames), step=1, label=frames_label)
-        steps = gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps per frame")
+        videos = gr.Slider(1, limits.max_videos, value=min(2, limits.max_videos), step=1, label="videos",
+                           elem_id=f"{tab}-videos")
+        frames = gr.Slider(1, limits.max_frames, value=min(32, limits.max_frames), step=1, label=frames_label,
+                           elem_id=f"{tab}-frames")
+        steps = gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps per frame",
+                          elem_id=f"{tab}-steps")
     with gr.Row():
-        sampler = gr.Dropdown(sorted(SAMPLERS), value="dpmpp_2m", label="sampler")
-        seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="seed (video i uses seed + i)")
-    return [videos, count, steps, sampler, seed]
+        sampler = gr.Dropdown(sorted(SAMPLERS), value="dpmpp_2m", label="sampler", elem_id=f"{tab}-sampler")
+        seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="seed (video i uses seed + i)",
+                         elem_id=f"{tab}-seed")
+    return [videos, frames, steps, sampler, seed]
 
 
 def build(pipe: VIDMPipeline, limits: Limits, outputs: Path) -> gr.Blocks:
@@ -126,17 +130,17 @@ def build(pipe: VIDMPipeline, limits: Limits, outputs: Path) -> gr.Blocks:
                     f"{limits.max_steps} steps per frame; one request at a time.")
         with gr.Tabs():
             with gr.Tab("From scratch"):
-                scratch = settings(limits)
+                scratch = settings(limits, "scratch")
                 scratch_go = gr.Button("Generate", variant="primary", elem_id="generate-scratch")
             with gr.Tab("From an image"):
                 image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                  label="first frame (any image: scaled to fit, center-cropped)", elem_id="image-input")
-                from_image = settings(limits)
+                from_image = settings(limits, "image")
                 image_go = gr.Button("Generate", variant="primary", elem_id="generate-image")
             with gr.Tab("Extend a clip"):
                 clip = gr.File(file_types=CLIP_SUFFIXES, label=f"a clip ({', '.join(CLIP_SUFFIXES)})",
                                elem_id="clip-input")
-                extend = settings(limits, "frames to add")
+                extend = settings(limits, "extend", "frames to add")
                 extend_go = gr.Button("Generate", variant="primary", elem_id="generate-extend")
         status = gr.Markdown("Choose a way in and press Generate.", elem_id="status")
         with gr.Row():
@@ -144,7 +148,7 @@ def build(pipe: VIDMPipeline, limits: Limits, outputs: Path) -> gr.Blocks:
                                buttons=["fullscreen"], elem_classes="pixelated", elem_id="preview")
             player = gr.Video(label="result (H.264 mp4)", format="mp4", interactive=False, autoplay=True, loop=True,
                               height=VIEW_HEIGHT, buttons=["download"], elem_classes="pixelated", elem_id="player")
-        sheet = gr.Image(label="contact sheet: every 8th frame", format="png", interactive=False,
+        sheet = gr.Image(label="contact sheet: every 8th frame", format="png", interactive=False, height=VIEW_HEIGHT,
                          buttons=["download", "fullscreen"], elem_classes="pixelated", elem_id="sheet")
         files = gr.File(label="download each video", file_count="multiple", interactive=False, elem_id="files")
 
