@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,3 +109,45 @@ def test_eval_equivariance_writes_a_table_for_a_model_folder(tmp_path, monkeypat
                                       "--max-shift", "0", "--threads", "1", "--device", "cpu", "--out", str(out)])
     equivariance.main()
     assert json.loads(out.read_text())["vae"]["folder"].endswith("vae")
+
+
+def vae_train_config(out, **overrides):
+    from vidm.data.sources import DataConfig
+    from vidm.train import TrainConfig
+
+    return TrainConfig(stage="vae", out=str(out), model={"in_channels": 1, "channels": [8, 16, 16], "resolution": 64},
+                       data=DataConfig(num_videos=2, frames=3), batch_size=4, steps=2, warmup_steps=1,
+                       save_every=2, log_every=1, **overrides)
+
+
+def test_vae_stage_adds_the_weighted_terms_only_when_asked(tmp_path):
+    from vidm.errors import VidmError
+    from vidm.train import VAEStage, to_model_input
+
+    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
+    plain = VAEStage(vae_train_config(tmp_path), vae, "cpu")
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    assert set(plain.draw(4, g())) == {"noise"}  # default runs draw what they always drew
+    stage = VAEStage(vae_train_config(tmp_path, equivariance_weight=0.5, equivariance_encoder_weight=0.25), vae, "cpu")
+    draws = stage.draw(4, g())
+    torch.testing.assert_close(draws["noise"], plain.draw(4, g())["noise"])
+    assert draws["shift"].shape == (4, 2) and draws["shift"].abs().max() <= 7
+    indices = np.arange(4)
+    x = to_model_input(np.stack([stage.source.frame(i // 3, i % 3) for i in indices]), "cpu")
+    decoder, encoder = equivariance_losses(vae, x, draws["shift"][:, 0], draws["shift"][:, 1])
+    torch.testing.assert_close(stage.loss(vae, indices, draws),
+                               plain.loss(vae, indices, draws) + 0.5 * decoder + 0.25 * encoder)
+    with pytest.raises(VidmError):
+        VAEStage(vae_train_config(tmp_path, equivariance_weight=-1.0), vae, "cpu")
+
+
+def test_equivariant_fine_tuning_warm_starts_from_a_trained_vae(tmp_path):
+    from vidm.checkpoint import load_model
+    from vidm.train import train
+
+    train(vae_train_config(tmp_path / "plain"), progress=False)
+    tuned = train(vae_train_config(tmp_path / "eq", init_from=str(tmp_path / "plain" / "vae"), equivariance_weight=1.0,
+                                   equivariance_encoder_weight=0.1), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "eq" / "vae" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["loss"]) for r in log)
+    assert isinstance(load_model(tuned, kind="autoencoder"), Autoencoder)

@@ -65,6 +65,11 @@ class TrainConfig:
     rollout_frames: int = 1
     rollout_prob: float = 0.5
     kl_weight: float = 1e-4  # vae only
+    # VAE only, a shift-equivariant latent (vidm.equivariance): on random circular shifts of -7..7 px, the
+    # latent shifted by s / 4 must decode to the shifted frame (L1, decoder term) and equal the latent of
+    # the shifted frame (relative squared error, encoder term). 0 leaves the term out.
+    equivariance_weight: float = 0.0
+    equivariance_encoder_weight: float = 0.0
     save_every: int = 500
     # Also keep the EMA model of every N-th step in out/<stage>/step-<N>/ (for curves of quality
     # against steps); 0: only the latest. A multiple of save_every.
@@ -134,14 +139,29 @@ class VAEStage:
         check_frames(self.source.video(0), model, cfg.data.dataset)
         self.size = len(self.source) * self.source.frames  # every frame of every clip
         self.latent_shape = model.latent_shape()
+        if cfg.equivariance_weight < 0 or cfg.equivariance_encoder_weight < 0:
+            raise VidmError(f"equivariance weights must be >= 0, got {cfg.equivariance_weight} and "
+                            f"{cfg.equivariance_encoder_weight}")
+
+    MAX_SHIFT = 7  # px of the equivariance terms' shifts: up to 1.75 latent px with the 4x VAE
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
-        return {"noise": torch.randn((batch, *self.latent_shape), generator=g)}
+        draws = {"noise": torch.randn((batch, *self.latent_shape), generator=g)}
+        if self.cfg.equivariance_weight or self.cfg.equivariance_encoder_weight:
+            draws["shift"] = torch.randint(-self.MAX_SHIFT, self.MAX_SHIFT + 1, (batch, 2), generator=g)
+        return draws
 
     def loss(self, model, indices: np.ndarray, draws: dict) -> torch.Tensor:
         frames = np.stack([self.source.frame(i // self.source.frames, i % self.source.frames) for i in indices])
         x = to_model_input(frames, self.device)
-        return model.loss(x, draws["noise"].to(self.device), self.cfg.kl_weight)
+        loss = model.loss(x, draws["noise"].to(self.device), self.cfg.kl_weight)
+        if "shift" in draws:
+            from .equivariance import equivariance_losses
+
+            shift = draws["shift"].to(self.device)
+            decoder, encoder = equivariance_losses(model, x, shift[:, 0], shift[:, 1])
+            loss = loss + self.cfg.equivariance_weight * decoder + self.cfg.equivariance_encoder_weight * encoder
+        return loss
 
 
 def class_labels(cfg: TrainConfig, model) -> torch.Tensor | None:
