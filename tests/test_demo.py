@@ -5,7 +5,7 @@ from PIL import Image
 
 from vidm.cli import main
 from vidm.demo.inputs import MAX_CLIP_FRAMES, Limits, check_request, load_clip, load_image
-from vidm.demo.results import Recorder, side_by_side
+from vidm.demo.results import Recorder, tile
 from vidm.errors import VidmError
 from vidm.video_io import read_video, write_video
 
@@ -77,6 +77,23 @@ def test_a_clip_that_loads_has_no_note(tmp_path):
     assert clip.shape == (8, 32, 32, 3) and note is None
 
 
+def test_a_truncated_clip_whose_header_survives_is_continued_with_a_note(tmp_path):
+    av = pytest.importorskip("av")
+    with av.open(str(tmp_path / "whole.mp4"), "w", options={"movflags": "faststart"}) as container:  # header first
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = 32
+        noise = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)  # frames of similar size
+        for frame in noise:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    clip, note = load_clip(tmp_path / "cut.mp4")
+    assert 0 < len(clip) < 15
+    assert note == (f"cut.mp4 looks truncated or damaged: its header lists 16 frames, {len(clip)} could be decoded; "
+                    f"continuing from frame {len(clip)}")
+
+
 def test_recorder_writes_playable_videos_and_a_sheet_of_every_8th_frame(tmp_path):
     frames = np.random.default_rng(0).integers(0, 256, (2, 17, 32, 32, 3), dtype=np.uint8)
     recorder = Recorder(tmp_path, 2, fps=8)
@@ -89,7 +106,10 @@ def test_recorder_writes_playable_videos_and_a_sheet_of_every_8th_frame(tmp_path
     sheet = np.asarray(Image.open(result.sheet))
     assert sheet.shape == (66, 3 * 32 + 4, 3)  # frames 0, 8, 16 of each video
     np.testing.assert_array_equal(sheet[34:, 34:66], frames[1, 8])
-    assert side_by_side(frames[:, 0]).shape == (32, 66, 3)
+    assert tile(frames[:, 0]).shape == (32, 66, 3)
+    three = tile(frames[[0, 1, 1], 0])  # a 2 x 2 grid, the last cell empty
+    assert three.shape == (66, 66, 3) and three[34:, 34:].max() == 0
+    np.testing.assert_array_equal(three[34:, :32], frames[1, 0])
 
 
 def test_an_aborted_recorder_leaves_no_videos(tmp_path):
@@ -156,6 +176,20 @@ def test_bad_requests_show_a_message_and_raise_gradio_errors(demo, tmp_path, han
     assert updates[-1]["status"] == f"**Error:** {error.value.message}"
 
 
+def test_a_failure_of_the_server_itself_is_reported_without_its_details(demo, monkeypatch):
+    gr = pytest.importorskip("gradio")
+
+    def broken(**kwargs):
+        raise RuntimeError("/secret/path exploded")
+        yield
+
+    monkeypatch.setattr(demo.pipe, "stream", broken)
+    with pytest.raises(gr.Error) as error:
+        list(demo.from_scratch(1, 2, 2, "ddim", 0))
+    assert error.value.message == "the server failed (RuntimeError); its log says more"
+    assert not list(demo.outputs.rglob("*.mp4"))  # no partial results
+
+
 # --- the command ---
 
 def test_a_model_that_does_not_load_stops_the_demo_before_it_serves(tmp_path, capsys):
@@ -173,4 +207,5 @@ def test_without_gradio_the_demo_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a))
     with pytest.raises(SystemExit):
         main(["demo"])
-    assert capsys.readouterr().err == 'vidm: error: vidm demo needs the demo extra: pip install -e ".[demo]" (Gradio and PyAV)\n'
+    err = capsys.readouterr().err
+    assert err == 'vidm: error: vidm demo needs the demo extra: pip install -e ".[demo]" (Gradio and PyAV)\n'

@@ -42,15 +42,14 @@ def free_port() -> int:
 class Server:
     """`vidm demo` in a subprocess with its own TMPDIR and working folder, so that leftovers can be seen."""
 
-    def __init__(self, root: Path):
-        tiny_pipeline().save_pretrained(root / "model")
+    def __init__(self, root: Path, model: Path, *options: str):
         self.tmp, self.cwd = root / "tmp", root / "cwd"
         self.tmp.mkdir()
         self.cwd.mkdir()
         self.url = f"http://127.0.0.1:{free_port()}/"
         self.log = root / "server.log"
-        command = [sys.executable, "-m", "vidm", "demo", "--model", str(root / "model"),
-                   "--port", self.url.rsplit(":", 1)[1].strip("/"), "--max-frames", "16", "--max-upload-mb", "1"]
+        command = [sys.executable, "-m", "vidm", "demo", "--model", str(model),
+                   "--port", self.url.rsplit(":", 1)[1].strip("/"), *options]
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, "TMPDIR": str(self.tmp)})
@@ -78,7 +77,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("demo"))
+    root = tmp_path_factory.mktemp("demo")
+    tiny_pipeline().save_pretrained(root / "model")
+    server = Server(root, root / "model", "--max-frames", "16", "--max-upload-mb", "1")
     yield server
     server.stop()
 
@@ -92,6 +93,7 @@ def browser():
 
 
 REQUESTS: list[str] = []  # every URL any page asked for, checked at the end
+SERVERS: list[str] = []  # servers other than the module's, whose pages count as local too
 
 
 @pytest.fixture
@@ -99,13 +101,13 @@ def visit(browser, server):
     """Opens the app in a new browser context (a new visitor); returns the page."""
     contexts = []
 
-    def open_page():
-        context = browser.new_context(viewport={"width": 1200, "height": 1000})
+    def open_page(url=server.url):
+        context = browser.new_context(viewport={"width": 1100, "height": 1000})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("request", lambda request: REQUESTS.append(request.url))
-        page.goto(server.url)
+        page.goto(url)
         page.locator("#generate-scratch").wait_for()
         return page
 
@@ -229,9 +231,51 @@ def test_two_visitors_at_once_queue_and_both_finish(visit, tmp_path):
     assert second_began > first_last_frame
 
 
+@pytest.mark.slow
+def test_the_three_ways_in_with_the_shipped_model(visit, tmp_path_factory, tmp_path):
+    """With VIDM_DEMO_SCREENSHOT=docs/demo.png, saves the page after the last generation (for the README)."""
+    root = tmp_path_factory.mktemp("shipped")
+    shipped = Server(root, Path(__file__).resolve().parents[1] / "checkpoints" / "moving-mnist-64")
+    SERVERS.append(shipped.url)
+    wait = 10 * TIMEOUT_MS  # minutes on a busy 2-core CPU
+    try:
+        page = visit(shipped.url)
+        page.get_by_role("tab", name="From an image").click()
+        upload(page, "image-input", SKIMAGE / "chelsea.png")
+        set_number(page, "image-videos", 1)
+        set_number(page, "image-frames", 8)
+        page.locator("#generate-image").click()
+        page.locator("#status").get_by_text("done: 1 video of 8 frames").wait_for(timeout=wait)
+        assert fetch_video(page, "#player video", "src", tmp_path, "image.mp4").shape == (8, 64, 64, 3)
+
+        page.get_by_role("tab", name="Extend a clip").click()
+        upload(page, "clip-input", SKIMAGE / "no_time_for_that_tiny.gif")
+        set_number(page, "extend-videos", 1)
+        set_number(page, "extend-frames", 8)
+        page.locator("#generate-extend").click()
+        page.locator("#status").get_by_text("done: 1 video of 8 new frames").wait_for(timeout=wait)
+        assert fetch_video(page, "#player video", "src", tmp_path, "extended.mp4").shape[0] == 24 + 8
+
+        page.get_by_role("tab", name="From scratch").click()
+        set_number(page, "scratch-videos", 4)
+        set_number(page, "scratch-frames", 24)
+        page.locator("#generate-scratch").click()
+        page.locator("#status").get_by_text("done: 4 videos of 24 frames").wait_for(timeout=wait)
+        assert fetch_video(page, "#player video", "src", tmp_path, "scratch.mp4").shape == (24, 130, 130, 3)
+        if os.environ.get("VIDM_DEMO_SCREENSHOT"):
+            page.wait_for_function("document.querySelector('#player video').readyState >= 2")
+            page.screenshot(path=tmp_path / "page.png", full_page=True)
+            # A palette PNG: a fraction of the size, and the page has few colours.
+            Image.open(tmp_path / "page.png").convert("RGB").quantize(256).save(os.environ["VIDM_DEMO_SCREENSHOT"],
+                                                                                optimize=True)
+    finally:
+        assert shipped.stop() == 0, shipped.log.read_text()
+
+
 def test_nothing_was_fetched_from_anywhere_but_the_server(server):
     assert REQUESTS, "no page was loaded"
-    outside = sorted({url for url in REQUESTS if not url.startswith((server.url, "data:", "blob:"))})
+    local = (server.url, *SERVERS, "data:", "blob:")
+    outside = sorted({url for url in REQUESTS if not url.startswith(local)})
     assert outside == []
 
 

@@ -160,7 +160,7 @@ def cmd_export(args) -> None:
 def cmd_demo(args) -> None:
     from .demo.server import serve
 
-    serve(args, load_pipeline)
+    serve(args, load_pipeline, Path(args.model or default_model_dir()).name)
 
 
 class Parser(argparse.ArgumentParser):
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples", help="output folder (default ./samples)")
     p.add_argument("--format", choices=FORMATS, default="mp4", help="default mp4; png writes a folder of frames per video")
     # The first frame comes from noise alone: 100 steps for it add 6% to the network calls of a 64-frame
-    # video at 20 steps and bring the proxy Frechet distance from 3.71 to 2.79 (README, Benchmarks).
+    # video at 20 steps and bring the proxy Frechet distance from 3.71 to 2.79 (docs/benchmarks.md).
     p.add_argument("--content-steps", type=positive_int, default=100,
                    help="denoising steps for the generated first frame (default 100)")
     add_sampling_args(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import gradio as gr
@@ -14,10 +15,10 @@ from ..pipeline import VIDMPipeline
 from ..sampling import SAMPLERS
 from ..video_io import fit_frames
 from .inputs import CLIP_SUFFIXES, Limits, check_request, load_clip, load_image
-from .results import Recorder, side_by_side
+from .results import Recorder, tile
 
 # `vidm generate`'s default: the first frame comes from noise alone and needs more steps than the
-# strongly conditioned frames after it (README, Benchmarks).
+# strongly conditioned frames after it (docs/benchmarks.md).
 CONTENT_STEPS = 100
 FPS = 8.0
 # Everything the page shows is drawn from files on this server: system fonts, no web fonts.
@@ -25,7 +26,6 @@ THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monos
 # Frames are 64 x 64: the browser should enlarge them as blocks of pixels, not blur them.
 CSS = ".pixelated img, .pixelated video { image-rendering: pixelated; object-fit: contain; }"
 VIEW_HEIGHT = 288  # pixels in the page: 64 x 64 frames shown 4.5 times their size
-IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"]
 
 
 def _path(payload) -> str | None:
@@ -68,8 +68,13 @@ class Demo:
             yield from self._generate(request, **given)
         except VidmError as e:
             message = html.escape(str(e))
-            yield {"status": f"**Error:** {message}"}
-            raise gr.Error(message, duration=None, print_exception=False) from None
+        except Exception as e:  # a bug, not the visitor's input: the details go to the server's log
+            traceback.print_exc()
+            message = f"the server failed ({type(e).__name__}); its log says more"
+        else:
+            return
+        yield {"status": f"**Error:** {message}"}
+        raise gr.Error(message, duration=None, print_exception=False)
 
     def _generate(self, request, first_frame=None, context=None, note=None):
         start = time.time()
@@ -93,7 +98,7 @@ class Demo:
                                       content_steps=CONTENT_STEPS)
             for done, frames in enumerate(stream, 1):
                 recorder.add(frames)
-                yield {"status": f"frame {done} of {total}", "preview": side_by_side(frames)}
+                yield {"status": f"frame {done} of {total}", "preview": tile(frames)}
             result = recorder.finish()
         except BaseException:
             recorder.abort()
@@ -101,7 +106,8 @@ class Demo:
         took = time.time() - start
         made = "new frames" if context is not None else "frames"
         yield {"status": f"done: {request.num_videos} video{'s' * (request.num_videos > 1)} of {total} {made} "
-                         f"in {took:.1f} s ({request.sampler}, {request.steps} steps per frame, seed {request.seed})",
+                         f"in {took:.1f} s ({request.sampler}, {request.steps} steps per frame, seed {request.seed})"
+                         + (f". {html.escape(note)}" if note else ""),
                "player": str(result.player), "sheet": str(result.sheet), "files": [str(p) for p in result.videos]}
 
 
@@ -121,12 +127,13 @@ def settings(limits: Limits, tab: str, frames_label: str = "frames") -> list:
     return [videos, frames, steps, sampler, seed]
 
 
-def build(pipe: VIDMPipeline, limits: Limits, outputs: Path) -> gr.Blocks:
+def build(pipe: VIDMPipeline, limits: Limits, outputs: Path, model_name: str = "") -> gr.Blocks:
     """The page; `outputs` is the folder for results, which the caller removes."""
     demo = Demo(pipe, limits, outputs)
     with gr.Blocks(title="vidm demo", analytics_enabled=False) as app:
-        gr.Markdown(f"# vidm demo\nVideos from a {pipe.resolution} x {pipe.resolution} video diffusion model, made "
-                    f"frame by frame on this machine. Limits: {limits.max_videos} videos, {limits.max_frames} frames, "
+        model = f"the model {html.escape(model_name)}" if model_name else "a video diffusion model"
+        gr.Markdown(f"# vidm demo\nVideos of {pipe.resolution} x {pipe.resolution} pixels from {model}, made frame "
+                    f"by frame on this machine. Limits: {limits.max_videos} videos, {limits.max_frames} frames, "
                     f"{limits.max_steps} steps per frame; one request at a time.")
         with gr.Tabs():
             with gr.Tab("From scratch"):
@@ -148,8 +155,9 @@ def build(pipe: VIDMPipeline, limits: Limits, outputs: Path) -> gr.Blocks:
                                buttons=["fullscreen"], elem_classes="pixelated", elem_id="preview")
             player = gr.Video(label="result (H.264 mp4)", format="mp4", interactive=False, autoplay=True, loop=True,
                               height=VIEW_HEIGHT, buttons=["download"], elem_classes="pixelated", elem_id="player")
-        sheet = gr.Image(label="contact sheet: every 8th frame", format="png", interactive=False, height=VIEW_HEIGHT,
-                         buttons=["download", "fullscreen"], elem_classes="pixelated", elem_id="sheet")
+        sheet = gr.Image(label="contact sheet: a row per video, every 8th frame", format="png", interactive=False,
+                         height=VIEW_HEIGHT, buttons=["download", "fullscreen"], elem_classes="pixelated",
+                         elem_id="sheet")
         files = gr.File(label="download each video", file_count="multiple", interactive=False, elem_id="files")
 
         names = {"status": status, "preview": preview, "player": player, "sheet": sheet, "files": files}

@@ -33,7 +33,7 @@ class Limits:
 
     max_videos: int = 4
     max_frames: int = 64
-    max_steps: int = 40
+    max_steps: int = 30
     max_upload_mb: float = 50.0
 
 

@@ -20,7 +20,7 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def serve(args, load_pipeline) -> None:
+def serve(args, load_pipeline, model_name: str = "") -> None:
     """Serves the demo for `args` (the parsed `vidm demo` command line); `load_pipeline(args)` loads the model."""
     if importlib.util.find_spec("gradio") is None or not h264_available():
         raise VidmError(INSTALL)
@@ -37,7 +37,7 @@ def serve(args, load_pipeline) -> None:
         from . import app as page
 
         (root / "outputs").mkdir()
-        blocks = page.build(pipe, limits, root / "outputs")
+        blocks = page.build(pipe, limits, root / "outputs", model_name)
         blocks.queue(default_concurrency_limit=1, api_open=False)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"vidm demo: serving on {args.host}: anyone who can reach this machine can use it")
