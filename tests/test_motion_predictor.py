@@ -47,7 +47,8 @@ def test_reference_attention_added_to_a_trained_unet_starts_as_the_identity():
     with_ref = UNet(UNetConfig(cond_channels=8, reference_levels=(0, 1), reference_channels=4, **TINY_UNET),
                     num_scalars=2, num_references=2)
     missing, unexpected = with_ref.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all("reference" in k or k.split(".")[2] in ("1", "2") for k in missing)
+    assert not unexpected and missing and all("reference" in k or k.startswith("up.") for k in missing)
+    assert not any(type(m).__name__ == "ReferenceAttention" for m in with_ref.down.modules())
     x, cond, scalars = torch.randn(2, 4, 8, 8), torch.randn(2, 8, 8, 8), torch.rand(2, 2)
     refs = with_ref.encode_reference(torch.randn(2, 2, 4, 8, 8))
     assert refs[0].shape == (2, 2 * 64, 16) and refs[1].shape == (2, 2 * 16, 32)
@@ -74,9 +75,11 @@ def test_predictor_config_is_checked():
                                  predictor=UNetConfig(**{**PREDICTOR, "in_channels": 8})))
 
 
-def test_predictor_learns_from_its_own_loss_only_and_both_networks_get_gradients():
+@pytest.mark.parametrize("reference_previous", [False, True])
+def test_predictor_learns_from_its_own_loss_only_and_both_networks_get_gradients(reference_previous):
     torch.manual_seed(0)
-    model = perturb_zero_weights(MotionModel(predictor_config()))
+    model = perturb_zero_weights(MotionModel(predictor_config(reference_previous=reference_previous)))
+    assert model.references(*inputs()[:2]).shape[1] == 1 + reference_previous
     first, context, k, aug = inputs()
     target, noise, aug_noise = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8), torch.randn(3, 2, 4, 8, 8)
     t = torch.tensor([10, 500, 990])
@@ -143,7 +146,7 @@ def test_warm_start_adds_zero_inputs_so_the_new_model_computes_what_the_old_one_
     new = MotionModel(predictor_config())
     new_names = warm_start(new, str(tmp_path / "old"), "motion")
     assert any(n.startswith("predictor.") for n in new_names)
-    assert all(n.startswith("predictor.") or "reference" in n or n.split(".")[3] == "1" for n in new_names)
+    assert all(n.startswith(("predictor.", "unet.reference_encoder.", "unet.up.")) for n in new_names)
     first, context, k, aug = inputs()
     x, t = torch.randn(3, 4, 8, 8), torch.tensor([3, 300, 900])
     with torch.no_grad():

@@ -38,8 +38,9 @@ class UNetConfig:
     positional_norm: bool = True
     dropout: float = 0.0
     # Reference attention (Tune-A-Video's sparse-causal attention, Animate Anyone's reference net): at these
-    # levels every block also attends to the tokens of clean reference latents (e.g. z_0 and z_{k-1}), so an
-    # object's look can be fetched from a reference frame wherever it has moved. Needs reference_channels.
+    # levels every block of the up path also attends to the tokens of clean reference latents (z_0, and
+    # z_{k-1} if the motion model says so), so an object's look can be fetched from a reference frame
+    # wherever it has moved. Needs reference_channels.
     reference_levels: tuple[int, ...] = ()
     reference_channels: int = 0  # channels of one reference latent; 0: no reference attention
 
@@ -73,6 +74,9 @@ class MotionConfig:
     # mean mu from z_0 and the context, trained by MSE; the diffusion model, also given mu, generates the
     # residual (z_k - mu) / residual_scale. None: the diffusion model generates z_k itself.
     predictor: UNetConfig | None = None
+    # Reference latents of reference attention: z_0, and also z_{k-1} when true (Tune-A-Video's pair). The
+    # previous frame is already on the input channels, where convolutions see a one-pixel move.
+    reference_previous: bool = False
     residual_scale: float = 0.5
     predictor_loss_weight: float = 1.0
 

@@ -18,10 +18,6 @@ from .errors import VidmError
 from .sampling import randn_like
 from .unet import UNet
 
-# Reference latents of reference attention: the clean first frame and the newest context frame.
-NUM_REFERENCES = 2
-
-
 class MotionModel(nn.Module):
     """Conditioning latents are concatenated to the noisy input: [x noisy, z_0, z_{k-K}, ..., z_{k-1}(, mu)]."""
 
@@ -44,9 +40,10 @@ class MotionModel(nn.Module):
             raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
         # Scalars: diffusion time, frame position, conditioning augmentation level.
-        self.unet = UNet(cfg.unet, num_scalars=3, num_references=NUM_REFERENCES)
+        refs = 2 if cfg.reference_previous else 1
+        self.unet = UNet(cfg.unet, num_scalars=3, num_references=refs)
         # Scalars: frame position, conditioning augmentation level.
-        self.predictor = UNet(p, num_scalars=2, num_references=NUM_REFERENCES) if p is not None else None
+        self.predictor = UNet(p, num_scalars=2, num_references=refs) if p is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
 
     def frame_position(self, frame_index: torch.Tensor) -> torch.Tensor:
@@ -61,10 +58,9 @@ class MotionModel(nn.Module):
         level = level.view(-1, *([1] * (context.dim() - 1)))
         return (1 - level.square()).sqrt() * context + level * noise
 
-    @staticmethod
-    def references(first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The reference latents (B, 2, c, h, w): z_0 and the newest context latent."""
-        return torch.stack([first, context[:, -1]], dim=1)
+    def references(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The reference latents (B, R, c, h, w): z_0, and the newest context latent with reference_previous."""
+        return torch.stack([first, context[:, -1]] if self.config.reference_previous else [first], dim=1)
 
     def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
         """The predictor's mean of z_k: z_{k-1} plus a predicted correction, (B, c, h, w)."""

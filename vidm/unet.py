@@ -147,7 +147,7 @@ class ReferenceEncoder(nn.Module):
     """Clean reference latents (B, R, c, h, w) -> tokens per UNet level, (B, R * h_l * w_l, C_l).
 
     The row/column features go in with the latent, so a token says what is where; a learned embedding per
-    reference slot says which frame it came from (z_0 or z_{k-1}).
+    reference slot says which frame it came from (z_0, or z_{k-1}).
     """
 
     def __init__(self, cfg: UNetConfig, num_references: int):
@@ -221,9 +221,12 @@ class UNet(nn.Module):
             raise ValueError(f"reference_levels {cfg.reference_levels} outside the {len(ch)} levels")
         self.reference_encoder = ReferenceEncoder(cfg, num_references) if cfg.reference_levels else None
 
-        def attention(c: int, level: int) -> list[nn.Module]:
+        def attention(c: int, level: int, up: bool) -> list[nn.Module]:
             layers = [Attention(c, cfg.heads)] if level in cfg.attention_levels else []
-            return layers + ([ReferenceAttention(c, cfg.heads, level)] if level in cfg.reference_levels else [])
+            # Reference attention in the up path only, where the output is formed: at the latent
+            # resolution it is the costliest layer of the network (every pixel against every reference pixel).
+            reference = up and level in cfg.reference_levels
+            return layers + ([ReferenceAttention(c, cfg.heads, level)] if reference else [])
 
         self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -231,7 +234,7 @@ class UNet(nn.Module):
         cur = ch[0]
         for level, c in enumerate(ch):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(nn.ModuleList([block(cur, c), *attention(c, level)]))
+                self.down.append(nn.ModuleList([block(cur, c), *attention(c, level, up=False)]))
                 cur = c
                 skips.append(cur)
             if level < len(ch) - 1:
@@ -242,7 +245,7 @@ class UNet(nn.Module):
         for level in reversed(range(len(ch))):
             c = ch[level]
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(nn.ModuleList([block(cur + skips.pop(), c), *attention(c, level)]))
+                self.up.append(nn.ModuleList([block(cur + skips.pop(), c), *attention(c, level, up=True)]))
                 cur = c
             if level > 0:
                 self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
