@@ -1,4 +1,5 @@
 """`vidm demo` without a browser: request limits, upload checks, the files a request makes, the handlers."""
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -56,7 +57,9 @@ def test_broken_clips_get_clear_messages(tmp_path):
     data = (tmp_path / "ok.mp4").read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
     np.save(tmp_path / "empty.npy", np.zeros((0, 32, 32), np.uint8))
-    for name in ("text.mp4", "truncated.mp4", "empty.npy"):
+    cv2.VideoWriter(str(tmp_path / "empty.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 8, (32, 32)).release()
+    assert (tmp_path / "empty.mp4").stat().st_size > 0  # a container with no frames in it
+    for name in ("text.mp4", "truncated.mp4", "empty.npy", "empty.mp4"):
         with pytest.raises(VidmError, match=f"^{name}: no frames could be read$"):
             load_clip(tmp_path / name)
     (tmp_path / "clip.txt").write_text("x")
