@@ -156,9 +156,11 @@ def test_from_an_image_makes_what_the_pipeline_makes_from_it(demo, pipe, tmp_pat
 
 def test_extend_writes_the_clip_then_the_new_frames(demo, tmp_path):
     write_video(np.full((4, 48, 64, 3), 200, np.uint8), tmp_path / "clip.mp4")
-    updates, last = run(demo.extend, {"path": str(tmp_path / "clip.mp4")}, 1, 3, 2, "ddim", 0)
+    updates, last = run(demo.extend, {"path": str(tmp_path / "clip.mp4")}, 2, 3, 2, "ddim", 0)
     assert updates[-2]["status"] == "frame 3 of 3"
-    assert read_video(last["player"]).shape == (7, 32, 32, 3)
+    assert read_video(last["player"]).shape == (7, 32, 66, 3)  # two continuations of the clip
+    first, second = (read_video(p) for p in last["files"])
+    assert np.abs(first[:4].astype(int) - second[:4]).max() <= 2 and np.abs(first[4:].astype(int) - second[4:]).max() > 2
 
 
 @pytest.mark.parametrize("handler, args, message", [

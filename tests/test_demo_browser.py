@@ -181,7 +181,7 @@ def test_a_photo_becomes_a_video_that_plays_in_the_page_and_downloads(visit, tmp
 def test_bad_uploads_get_a_message_in_the_page_and_the_server_keeps_serving(visit, tmp_path):
     page = visit()
     page.get_by_role("tab", name="Extend a clip").click()
-    set_number(page, "extend-videos", 1)
+    set_number(page, "extend-videos", 2)
     set_number(page, "extend-frames", 4)
     set_number(page, "extend-steps", 2)
     (tmp_path / "notes.mp4").write_text("a text file, renamed\n")

@@ -93,7 +93,7 @@ class Demo:
                 first = f"making the first frame ({CONTENT_STEPS} steps)"
             yield {"status": f"frame 0 of {total}: {first}", "player": None, "sheet": None, "files": None}
             stream = self.pipe.stream(num_videos=request.num_videos, num_frames=request.frames,
-                                      first_frame=first_frame, context=None if context is None else context[None],
+                                      first_frame=first_frame, context=context,
                                       num_inference_steps=request.steps, sampler=request.sampler, seed=request.seed,
                                       content_steps=CONTENT_STEPS)
             for done, frames in enumerate(stream, 1):
