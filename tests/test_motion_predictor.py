@@ -213,3 +213,19 @@ def test_training_with_a_predictor_and_rollouts_runs_and_logs_the_ema_decay(tmp_
     assert [r["ema_decay"] for r in log] == pytest.approx(expected, abs=1e-6)
     from vidm.checkpoint import load_model
     assert load_model(out / "motion", "motion").predictor is not None
+
+
+def test_zero_steps_give_the_predictors_mean_and_need_a_predictor():
+    base = tiny_pipeline(0)
+    torch.manual_seed(0)
+    motion = perturb_zero_weights(MotionModel(predictor_config(aug_sample_level=0.0)))
+    pipe = VIDMPipeline(base.vae, base.content, motion)
+    z = pipe(num_videos=2, num_frames=3, num_inference_steps=0, content_steps=2, seed=1, output_type="latent").frames
+    with torch.no_grad():
+        zero = torch.zeros(2)
+        first_mean = motion.predict(z[:, 0], torch.stack([z[:, 0], z[:, 0]], dim=1), torch.ones(2), zero)
+        second_mean = motion.predict(z[:, 0], torch.stack([z[:, 0], z[:, 1]], dim=1), torch.full((2,), 2), zero)
+    torch.testing.assert_close(z[:, 1], first_mean)
+    torch.testing.assert_close(z[:, 2], second_mean)
+    with pytest.raises(VidmError, match="needs a motion model with a predictor"):
+        tiny_pipeline()(num_videos=1, num_frames=2, num_inference_steps=0, content_steps=2)

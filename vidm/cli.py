@@ -36,6 +36,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -174,7 +184,8 @@ def add_sampling_args(p) -> None:
     from .sampling import SAMPLERS
 
     p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
-    p.add_argument("--steps", type=positive_int, default=20, help="denoising steps per frame (default 20)")
+    p.add_argument("--steps", type=non_negative_int, default=20,
+                   help="denoising steps per frame (default 20); 0: a motion predictor's mean alone")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
     p.add_argument("--fps", type=positive_float, default=8.0, help="frames per second of the written video (default 8)")

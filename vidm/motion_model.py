@@ -98,11 +98,14 @@ class MotionModel(nn.Module):
         """z_k (B, c, h, w) by `sampler` in `steps` network calls, context augmented at the fixed sampling level.
 
         The predictor and the reference tokens are computed once per frame, not once per denoising step.
+        With a predictor, `steps` 0 gives its mean alone: deterministic, one network call per frame.
         """
         level = torch.full((first.shape[0],), self.config.aug_sample_level, device=first.device)
         context = self.augment(context, level, randn_like(context, generator))
         noise = randn_like(first, generator)  # drawn after the augmentation noise, per video generator
         mean = self.predict(first, context, frame_index, level, labels) if self.predictor is not None else None
+        if steps == 0 and mean is not None:
+            return mean
         reference = self.unet.encode_reference(self.references(first, context))
 
         def denoise(x, t):

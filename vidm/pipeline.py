@@ -137,10 +137,17 @@ class VIDMPipeline:
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
         `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
         frame alone, which is made once per video and, unlike the next ones, from nothing but noise.
+        Bad arguments raise here, before the first frame is asked for.
         """
         _check_output_type(output_type)
-        for latent in self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
-                                    sampler, generator, seed, labels, progress, content_steps):
+        self._check(num_videos, num_frames, num_inference_steps,
+                    self._content_steps(num_inference_steps, content_steps))
+        get_sampler(sampler)
+        return self._frames(self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
+                                          sampler, generator, seed, labels, progress, content_steps), output_type)
+
+    def _frames(self, latents: Iterator[torch.Tensor], output_type: str) -> Iterator:
+        for latent in latents:
             if output_type == "latent":
                 yield latent
                 continue
@@ -163,11 +170,20 @@ class VIDMPipeline:
             frames = to_uint8(self.vae.decode(latents)).cpu()  # (B, T, H, W, 3)
         return VIDMPipelineOutput(frames.numpy() if output_type == "np" else frames)
 
+    @staticmethod
+    def _content_steps(steps, content_steps):
+        """The first frame's steps: as given, else those of the next frames (20 when those are 0, the
+        motion predictor's mean, which the content model does not have)."""
+        return (steps or 20) if content_steps is None else content_steps
+
     def _check(self, num_videos, num_frames, steps, content_steps):
         for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps),
                             ("content_steps", content_steps)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not isinstance(value, (int, np.integer)) or value < 0:
                 raise VidmError(f"{name} must be a positive integer, got {value!r}")
+            if value == 0 and not (name == "num_inference_steps" and self.motion.predictor is not None):
+                raise VidmError(f"{name} must be a positive integer, got 0 (num_inference_steps 0, the "
+                                "predictor's mean alone, needs a motion model with a predictor)")
 
     def _as_batch(self, frames, num_videos: int, ndim: int, name: str) -> np.ndarray:
         """An image (H, W, C) or clip (T, H, W, C), or a batch of them, as a batch of num_videos."""
@@ -188,7 +204,7 @@ class VIDMPipeline:
     @torch.inference_mode()
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
                  labels, progress, content_steps=None) -> Iterator[torch.Tensor]:
-        content_steps = steps if content_steps is None else content_steps
+        content_steps = self._content_steps(steps, content_steps)
         self._check(num_videos, num_frames, steps, content_steps)
         sampler = get_sampler(sampler_name)
         gens = make_generators(num_videos, seed, generator)
