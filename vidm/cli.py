@@ -26,24 +26,23 @@ def default_model_dir() -> Path:
     raise VidmError("no shipped checkpoint found; pass --model DIR or set VIDM_MODEL")
 
 
-def positive_int(text: str) -> int:
+def int_at_least(text: str, minimum: int, kind: str) -> int:
+    """An argparse integer of at least `minimum`; `kind` names it in the error ("a positive integer")."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+    return int_at_least(text, 0, "a whole number")
 
 
 def positive_float(text: str) -> float:
