@@ -181,9 +181,11 @@ class VIDMPipeline:
                             ("content_steps", content_steps)):
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise VidmError(f"{name} must be a positive integer, got {value!r}")
-            if value == 0 and not (name == "num_inference_steps" and self.motion.predictor is not None):
-                raise VidmError(f"{name} must be a positive integer, got 0 (num_inference_steps 0, the "
-                                "predictor's mean alone, needs a motion model with a predictor)")
+            if value == 0 and name != "num_inference_steps":
+                raise VidmError(f"{name} must be a positive integer, got 0")
+            if value == 0 and self.motion.predictor is None:
+                raise VidmError("num_inference_steps must be a positive integer, got 0 (0, the predictor's "
+                                "mean alone, needs a motion model with a predictor)")
 
     def _as_batch(self, frames, num_videos: int, ndim: int, name: str) -> np.ndarray:
         """An image (H, W, C) or clip (T, H, W, C), or a batch of them, as a batch of num_videos."""
