@@ -138,6 +138,23 @@ def test_predictor_sample_is_mean_plus_scaled_residual_and_references_are_made_o
     assert calls["encode"] == 1  # once per frame, not once per denoising step
 
 
+@pytest.mark.parametrize("temperature", [None, 0.0, 0.5])
+def test_sampling_starts_from_noise_scaled_by_the_temperature(temperature):
+    torch.manual_seed(0)
+    model = perturb_zero_weights(MotionModel(predictor_config(aug_sample_level=0.0, sample_temperature=0.25))).eval()
+    first, context, k, _ = inputs(batch=2)
+    start = lambda denoise, x, ac, steps, g, progress=None: x  # noqa: E731  (returns the noise it starts from)
+    with torch.no_grad():
+        z = model.sample(start, 1, first, context, k, generator=torch.Generator().manual_seed(0),
+                         temperature=temperature)
+        mean = model.predict(first, context, k, torch.zeros(2))
+    context_noise = torch.Generator().manual_seed(0)
+    torch.randn(context.shape, generator=context_noise)  # the augmentation noise is drawn first
+    noise = torch.randn(2, 4, 8, 8, generator=context_noise)
+    scale = 0.25 if temperature is None else temperature
+    torch.testing.assert_close(z, mean + model.config.residual_scale * scale * noise)
+
+
 def test_warm_start_adds_zero_inputs_so_the_new_model_computes_what_the_old_one_did(tmp_path):
     torch.manual_seed(0)
     old = perturb_zero_weights(MotionModel(MotionConfig(unet=UNetConfig(cond_channels=12, **TINY_UNET),

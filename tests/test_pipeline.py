@@ -103,6 +103,21 @@ def test_content_steps_apply_to_the_first_frame_only(pipe):
     assert not np.array_equal(out[:, 0], same[:, 0])  # a different first frame, from more content steps
 
 
+def test_temperature_scales_the_next_frames_noise_and_defaults_to_the_models(pipe):
+    args = dict(num_videos=2, num_frames=3, num_inference_steps=2, seed=0)
+    plain = pipe(**args).frames
+    np.testing.assert_array_equal(pipe(**args, temperature=1.0).frames, plain)
+    cool = pipe(**args, temperature=0.3).frames
+    np.testing.assert_array_equal(cool[:, 0], plain[:, 0])  # the content model's first frame is not touched
+    assert not np.array_equal(cool[:, 1:], plain[:, 1:])
+    assert not np.array_equal(pipe(**args, temperature=0.0).frames[:, 1:], cool[:, 1:])
+    pipe.motion.config.sample_temperature = 0.3
+    try:
+        np.testing.assert_array_equal(pipe(**args).frames, cool)  # the model's default
+    finally:
+        pipe.motion.config.sample_temperature = 1.0
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_frames=0), "num_frames"),
     (dict(num_inference_steps=0), "num_inference_steps"),
@@ -113,6 +128,9 @@ def test_content_steps_apply_to_the_first_frame_only(pipe):
     (dict(first_frame=np.zeros((0, 10, 3), np.uint8)), "empty"),
     (dict(first_frame=np.zeros((10, 10, 3), np.float32)), "uint8"),
     (dict(context=np.zeros((2, 3, 10, 10, 3), np.uint8)), "expected shape"),
+    (dict(temperature=-0.5), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature="hot"), "temperature"),
 ])
 def test_bad_arguments_raise_clear_errors(pipe, kwargs, match):
     with pytest.raises(VidmError, match=match):

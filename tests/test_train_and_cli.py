@@ -148,6 +148,7 @@ def bad_inputs(tmp_path, trained):
         (["generate", "--model", trained, "--frames", "0"], "--frames"),
         (["generate", "--model", trained, "--steps", "-1"], "--steps"),
         (["generate", "--model", trained, "--steps", "0"], "needs a motion model with a predictor"),
+        (["generate", "--model", trained, "--temperature", "-1"], "--temperature"),
         (["generate", "--model", tmp_path / "nomodel"], "model folder not found"),
         (["generate", "--model", broken], "missing motion"),
         (["extend", tmp_path / "empty", "--model", trained, "--out", tmp_path / "o.mp4"], "no image frames"),

@@ -45,14 +45,23 @@ def non_negative_int(text: str) -> int:
     return int_at_least(text, 0, "a whole number")
 
 
-def positive_float(text: str) -> float:
+def checked_float(text: str, ok, requirement: str) -> float:
+    """An argparse number for which ok(value) holds (NaN fails every comparison); else "must be <requirement>"."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return checked_float(text, lambda v: v > 0, "positive")
+
+
+def non_negative_float(text: str) -> float:
+    return checked_float(text, lambda v: v >= 0, "at least 0")
 
 
 def load_pipeline(args):
@@ -101,7 +110,7 @@ def cmd_generate(args) -> None:
     start = time.time()
     stream = pipe.stream(num_videos=args.num_videos, num_frames=args.frames, first_frame=first,
                          num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
-                         progress=not args.quiet, content_steps=args.content_steps)
+                         progress=not args.quiet, content_steps=args.content_steps, temperature=args.temperature)
     write_streams(stream, paths, args.fps, args.format)
     took = time.time() - start
     first_steps = "first frame given" if first is not None else f"first frame {args.content_steps} steps"
@@ -119,7 +128,7 @@ def cmd_extend(args) -> None:
     fitted = fit_frames(clip, pipe.resolution, 3)
     stream = pipe.stream(num_videos=1, num_frames=args.frames, context=clip[None],
                          num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
-                         progress=not args.quiet)
+                         progress=not args.quiet, temperature=args.temperature)
     write_streams(stream, [Path(args.out)], args.fps, fmt, prefix=fitted[None])
     print(f"wrote {args.out}: {len(clip)} input frames + {args.frames} new frames")
 
@@ -186,6 +195,9 @@ def add_sampling_args(p) -> None:
     p.add_argument("--steps", type=non_negative_int, default=20,
                    help="denoising steps per frame (default 20); 0: a motion predictor's mean alone")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
+    p.add_argument("--temperature", type=non_negative_float,
+                   help="scale of the noise each frame after the first starts from (default: the model's); "
+                        "lower keeps digits their own shape longer, with less variety")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
     p.add_argument("--fps", type=positive_float, default=8.0, help="frames per second of the written video (default 8)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

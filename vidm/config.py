@@ -55,6 +55,16 @@ class DiffusionConfig:
 
 
 @dataclasses.dataclass
+class RetrievalConfig:
+    """First-frame retrieval after the motion predictor (see vidm/retrieval.py)."""
+    channels: int = 32  # descriptor size
+    layers: int = 3  # 3x3 convolutions of the descriptor: 3 see 7x7 latent pixels, a whole digit at 64 px
+    temperature: float = 10.0  # initial softmax scale of the cosine similarities (learned)
+    gate_bias: float = -3.0  # the gate starts nearly closed: the prediction starts as the predictor's
+    copy_loss_weight: float = 1.0  # MSE of the fetched latent alone, so retrieval learns while the gate is shut
+
+
+@dataclasses.dataclass
 class ContentConfig:
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
@@ -78,7 +88,15 @@ class MotionConfig:
     # previous frame is already on the input channels, where convolutions see a one-pixel move.
     reference_previous: bool = False
     residual_scale: float = 0.5
+    # Scales the noise each frame's sampling starts from (the default of `temperature` in the pipeline and
+    # the CLI). Below 1 keeps a frame nearer the predictor's mean: fewer invented strokes to compound into
+    # another shape, at some loss of variety; 0 is the deterministic path from zero noise.
+    sample_temperature: float = 1.0
     predictor_loss_weight: float = 1.0
+    # First-frame retrieval (needs the predictor): every latent pixel of the predictor's mean fetches the
+    # first latent's pixel whose surroundings look most alike, and a learned gate mixes the fetched latent in.
+    # The first frame's strokes are copied, not regenerated, so a digit's shape cannot drift. None: off.
+    retrieval: RetrievalConfig | None = None
 
 
 def to_dict(cfg: Any) -> dict:
@@ -108,6 +126,7 @@ def from_dict(cls: type[T], data: dict) -> T:
 _CONFIG_TYPES = {
     "UNetConfig": UNetConfig,
     "DiffusionConfig": DiffusionConfig,
+    "RetrievalConfig": RetrievalConfig,
     "AutoencoderConfig": AutoencoderConfig,
 }
 

@@ -15,6 +15,7 @@ from torch import nn
 from .config import MotionConfig
 from .diffusion import Diffusion, training_loss
 from .errors import VidmError
+from .retrieval import FirstFrameRetrieval
 from .sampling import randn_like
 from .unet import UNet
 
@@ -36,6 +37,10 @@ class MotionModel(nn.Module):
         if p is not None and (p.in_channels != stacked or p.out_channels != c or p.cond_channels != 0):
             raise VidmError(f"motion predictor: in_channels must be {stacked}, out_channels {c} and "
                             f"cond_channels 0, got {p.in_channels}, {p.out_channels}, {p.cond_channels}")
+        if cfg.retrieval is not None and p is None:
+            raise VidmError("motion retrieval works on the predictor's mean: it needs a predictor")
+        if not cfg.sample_temperature >= 0:
+            raise VidmError(f"sample_temperature must be at least 0, got {cfg.sample_temperature}")
         if cfg.residual_scale <= 0:
             raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
@@ -44,6 +49,7 @@ class MotionModel(nn.Module):
         self.unet = UNet(cfg.unet, num_scalars=3, num_references=refs)
         # Scalars: frame position, conditioning augmentation level.
         self.predictor = UNet(p, num_scalars=2, num_references=refs) if p is not None else None
+        self.retrieval = FirstFrameRetrieval(cfg.retrieval, c) if cfg.retrieval is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
 
     def frame_position(self, frame_index: torch.Tensor) -> torch.Tensor:
@@ -63,11 +69,20 @@ class MotionModel(nn.Module):
         return torch.stack([first, context[:, -1]] if self.config.reference_previous else [first], dim=1)
 
     def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
-        """The predictor's mean of z_k: z_{k-1} plus a predicted correction, (B, c, h, w)."""
+        """The predictor's mean of z_k (B, c, h, w), with first-frame content gated in under retrieval."""
+        return self.predict_parts(first, context, frame_index, aug_level, labels)[0]
+
+    def predict_parts(self, first, context, frame_index, aug_level, labels=None):
+        """(mean, the predictor's own guess, the latent fetched from z_0 or None): without retrieval the
+        mean is the guess, z_{k-1} plus a predicted correction."""
         x = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
         scalars = torch.stack([self.frame_position(frame_index), aug_level], dim=1)
         reference = self.predictor.encode_reference(self.references(first, context))
-        return context[:, -1] + self.predictor(x, scalars, labels=labels, reference=reference)
+        guess = context[:, -1] + self.predictor(x, scalars, labels=labels, reference=reference)
+        if self.retrieval is None:
+            return guess, guess, None
+        mean, fetched = self.retrieval(guess, first)
+        return mean, guess, fetched
 
     def forward(self, x_t, t, first, context, frame_index, aug_level, labels=None, mean=None,
                 reference=None) -> torch.Tensor:
@@ -85,8 +100,11 @@ class MotionModel(nn.Module):
         mean, extra = None, 0.0
         x0 = target
         if self.predictor is not None:
-            mean = self.predict(first, context, frame_index, aug_level, labels)
+            mean, guess, fetched = self.predict_parts(first, context, frame_index, aug_level, labels)
             extra = self.config.predictor_loss_weight * (mean - target).pow(2).mean()
+            if fetched is not None:  # the guess stays a good query, the fetch learns while the gate is shut
+                extra = extra + self.config.predictor_loss_weight * (guess - target).pow(2).mean()
+                extra = extra + self.config.retrieval.copy_loss_weight * (fetched - target).pow(2).mean()
             # The diffusion model's gradient does not reach the predictor: each has one clear target.
             mean = mean.detach()
             x0 = (target - mean) / self.config.residual_scale
@@ -94,8 +112,10 @@ class MotionModel(nn.Module):
         return training_loss(self.diffusion, net, x0, t, noise) + extra
 
     def sample(self, sampler: Callable, steps: int, first, context, frame_index, labels=None, generator=None,
-               progress: Callable | None = None) -> torch.Tensor:
+               progress: Callable | None = None, temperature: float | None = None) -> torch.Tensor:
         """z_k (B, c, h, w) by `sampler` in `steps` network calls, context augmented at the fixed sampling level.
+
+        The starting noise is scaled by `temperature` (default: the config's sample_temperature).
 
         The predictor and the reference tokens are computed once per frame, not once per denoising step.
         With a predictor, `steps` 0 gives its mean alone: deterministic, one network call per frame.
@@ -103,6 +123,7 @@ class MotionModel(nn.Module):
         level = torch.full((first.shape[0],), self.config.aug_sample_level, device=first.device)
         context = self.augment(context, level, randn_like(context, generator))
         noise = randn_like(first, generator)  # drawn after the augmentation noise, per video generator
+        noise = noise * (self.config.sample_temperature if temperature is None else temperature)
         mean = self.predict(first, context, frame_index, level, labels) if self.predictor is not None else None
         if steps == 0 and mean is not None:
             return mean

@@ -129,7 +129,7 @@ class VIDMPipeline:
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
                labels=None, output_type: str = "np", progress: bool = False,
-               content_steps: int | None = None) -> Iterator:
+               content_steps: int | None = None, temperature: float | None = None) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
         Memory stays flat however long the video: only z_0 and the last K latents are kept.
@@ -137,14 +137,17 @@ class VIDMPipeline:
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
         `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
         frame alone, which is made once per video and, unlike the next ones, from nothing but noise.
+        `temperature` scales the noise each next frame starts from (default: the motion model's
+        sample_temperature); below 1 keeps frames nearer the predictor's mean.
         Bad arguments raise here, before the first frame is asked for.
         """
         _check_output_type(output_type)
         self._check(num_videos, num_frames, num_inference_steps,
-                    self._content_steps(num_inference_steps, content_steps))
+                    self._content_steps(num_inference_steps, content_steps), temperature)
         get_sampler(sampler)
         return self._frames(self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
-                                          sampler, generator, seed, labels, progress, content_steps), output_type)
+                                          sampler, generator, seed, labels, progress, content_steps, temperature),
+                            output_type)
 
     def _frames(self, latents: Iterator[torch.Tensor], output_type: str) -> Iterator:
         for latent in latents:
@@ -158,12 +161,13 @@ class VIDMPipeline:
     def __call__(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                  num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
                  seed: int | None = None, labels=None, output_type: str = "np",
-                 progress: bool = False, content_steps: int | None = None) -> VIDMPipelineOutput:
+                 progress: bool = False, content_steps: int | None = None,
+                 temperature: float | None = None) -> VIDMPipelineOutput:
         """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
         _check_output_type(output_type)
         latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
                                                  num_inference_steps, sampler, generator, seed, labels,
-                                                 progress, content_steps)), dim=1)  # (B, T, c, h, w)
+                                                 progress, content_steps, temperature)), dim=1)  # (B, T, c, h, w)
         if output_type == "latent":
             return VIDMPipelineOutput(latents)
         with torch.inference_mode():
@@ -176,7 +180,10 @@ class VIDMPipeline:
         motion predictor's mean, which the content model does not have)."""
         return (steps or 20) if content_steps is None else content_steps
 
-    def _check(self, num_videos, num_frames, steps, content_steps):
+    def _check(self, num_videos, num_frames, steps, content_steps, temperature=None):
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not temperature >= 0):
+            raise VidmError(f"temperature must be a number of at least 0, got {temperature!r}")
         for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps),
                             ("content_steps", content_steps)):
             if not isinstance(value, (int, np.integer)) or value < 0:
@@ -205,9 +212,9 @@ class VIDMPipeline:
 
     @torch.inference_mode()
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
-                 labels, progress, content_steps=None) -> Iterator[torch.Tensor]:
+                 labels, progress, content_steps=None, temperature=None) -> Iterator[torch.Tensor]:
         content_steps = self._content_steps(steps, content_steps)
-        self._check(num_videos, num_frames, steps, content_steps)
+        self._check(num_videos, num_frames, steps, content_steps, temperature)
         sampler = get_sampler(sampler_name)
         gens = make_generators(num_videos, seed, generator)
         num_classes = self.content.config.unet.num_classes
@@ -243,7 +250,8 @@ class VIDMPipeline:
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
             context_latents = torch.stack(window, dim=1)  # (B, K, c, h, w), oldest first
-            z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick)
+            z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick,
+                                   temperature=temperature)
             yield z
             window = window[1:] + [z]
         bar.close()
