@@ -2,7 +2,9 @@
 
 Optionally (config `predictor`) a deterministic predictor first guesses z_k's mean mu, and the diffusion
 model generates only the residual (RVD, Yang, Srivastava & Mandt 2022): the predictor learns the motion
-fast with a plain MSE, and the diffusion model adds what a mean cannot have (sharp strokes).
+fast with a plain MSE, and the diffusion model adds what a mean cannot have (sharp strokes). Sampling it
+from noise scaled below 1 (`sample_temperature`) keeps a frame nearer that mean, so the residual invents
+fewer strokes that later frames would build on.
 """
 from __future__ import annotations
 
