@@ -95,7 +95,8 @@ class MotionConfig:
     predictor_loss_weight: float = 1.0
     # First-frame retrieval (needs the predictor): every latent pixel of the predictor's mean fetches the
     # first latent's pixel whose surroundings look most alike, and a learned gate mixes the fetched latent in.
-    # The first frame's strokes are copied, not regenerated, so a digit's shape cannot drift. None: off.
+    # The aim: copy the first frame's strokes instead of regenerating them. Measured at 1,750 steps, it kept
+    # digits no better than the plain predictor (docs/experiments.md), so the recipe leaves it off. None: off.
     retrieval: RetrievalConfig | None = None
 
 
