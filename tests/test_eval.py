@@ -112,6 +112,23 @@ def test_digit_identity_kept_only_while_the_set_of_frame_0_stays():
     assert not digits.kept(np.zeros((1, 2, 10), dtype=bool)).any()  # an empty set is never kept
 
 
+def test_translation_ceiling_moves_frame_0_and_asks_the_classifier_again():
+    import digits
+
+    frame = np.zeros((1, 64, 64), dtype=np.uint8)
+    frame[0, 10:20, 28:31] = 255  # ink in columns 28-30
+    moved = digits.shifted(frame, 2)
+    assert moved[0, 12:22, 30:33].min() == 255 and moved.sum() == frame.sum()  # moved, nothing wrapped
+
+    class LeftHalf(torch.nn.Module):  # "class 0" is present while there is ink left of column 32
+        def forward(self, x):
+            ink = (x[:, 0, :, :32] > 0).flatten(1).any(dim=1).float() * 2 - 1
+            return torch.stack([ink] + [-torch.ones_like(ink)] * 9, dim=1)
+
+    ceiling = digits.translation_ceiling(LeftHalf(), frame, shifts=(1, 2, 4))
+    assert ceiling == {"1px": 1.0, "2px": 1.0, "4px": 0.0}  # at 4 px the ink has left the left half
+
+
 def test_digit_classifier_targets_name_the_digits_of_each_frame():
     import digits
 

@@ -204,6 +204,34 @@ def test_rollout_context_is_made_by_the_predictor_only_where_drawn(tmp_path):
     assert torch.isfinite(stage.loss(model, videos.numpy(), draws))
 
 
+def test_sampled_rollouts_add_the_residual_that_generation_would_sample(tmp_path):
+    stage, model = motion_stage(tmp_path, rollout_frames=2, rollout_prob=1.0, rollout_sample_steps=2)
+    model.config.sample_temperature = 0.5
+    draws = stage.draw(2, torch.Generator().manual_seed(0))
+    draws["k"] = torch.tensor([2, 4])
+    videos = torch.tensor([0, 1])
+    from vidm.sampling import dpmpp_2m
+    from vidm.train import select_frames
+    first, _, real = select_frames(stage.latents, videos, draws["k"], 2)
+    rolled = stage.rolled_context(model, videos, draws, first, real, None)
+    # frame k - 1 by hand: its real context, the predictor's mean, then 2 solver steps from noise * 0.5
+    p = draws["k"] - 1
+    _, _, ctx = select_frames(stage.latents, videos, p, 2)
+    level = torch.full((2,), model.config.aug_sample_level)
+    with torch.no_grad():
+        ctx = model.augment(ctx, level, draws["rollout_noise"][:, 0])
+        mean = model.predict(first, ctx, p, level)
+        frame = model.denoise_from(0.5 * draws["rollout_sample_noise"][:, 0], dpmpp_2m, 2, first, ctx, p, level, mean)
+    torch.testing.assert_close(rolled[:, 1], frame)
+    torch.testing.assert_close(rolled[:, 0], real[:, 0])  # frame k - 2 stays real with rollout_frames 2
+    assert not torch.allclose(frame, mean)
+
+
+def test_rollout_sample_steps_cannot_be_negative(tmp_path):
+    with pytest.raises(VidmError, match="rollout_sample_steps"):
+        motion_stage(tmp_path, rollout_frames=2, rollout_sample_steps=-1)
+
+
 def test_rollout_needs_a_predictor_and_clips_must_fit_max_frames(tmp_path):
     out = tmp_path / "run"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0

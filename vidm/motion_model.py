@@ -129,6 +129,13 @@ class MotionModel(nn.Module):
         mean = self.predict(first, context, frame_index, level, labels) if self.predictor is not None else None
         if steps == 0 and mean is not None:
             return mean
+        return self.denoise_from(noise, sampler, steps, first, context, frame_index, level, mean, labels, generator,
+                                 progress)
+
+    def denoise_from(self, noise, sampler: Callable, steps: int, first, context, frame_index, level, mean=None,
+                     labels=None, generator=None, progress: Callable | None = None) -> torch.Tensor:
+        """z_k from starting noise (already scaled by the temperature), the augmented context at `level` and,
+        with a predictor, its mean: the denoising half of `sample`, which rollout training shares."""
         reference = self.unet.encode_reference(self.references(first, context))
 
         def denoise(x, t):

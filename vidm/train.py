@@ -28,6 +28,7 @@ from .checkpoint import build, load_model, save_model, state_dict_mismatch
 from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
+from .sampling import dpmpp_2m
 
 STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
 STATE_NAME = "train_state.pt"
@@ -64,6 +65,10 @@ class TrainConfig:
     # so that it learns to recover from its own errors instead of compounding them. 1: real context only.
     rollout_frames: int = 1
     rollout_prob: float = 0.5
+    # 0: a rolled-out frame is the predictor's mean. N: the mean plus a residual sampled in N DPM-Solver++
+    # steps at the model's sample_temperature, as generation makes it (Self Forcing, Huang et al. 2025), so
+    # both networks learn to pull sharp but drifting frames back, not only blurred ones.
+    rollout_sample_steps: int = 0
     kl_weight: float = 1e-4  # vae only
     # VAE only, a shift-equivariant latent (vidm.equivariance): on random circular shifts of -7..7 px, the
     # latent shifted by s / 4 must decode to the shifted frame (L1, decoder term) and equal the latent of
@@ -207,6 +212,7 @@ class MotionStage:
         self.device, self.model_cfg = device, model.config
         self.steps = model.diffusion.num_train_steps
         self.rollout, self.rollout_prob = cfg.rollout_frames, cfg.rollout_prob
+        self.rollout_sample_steps = cfg.rollout_sample_steps
         if self.latents.shape[1] > self.model_cfg.max_frames:
             raise VidmError(f"training clips have {self.latents.shape[1]} frames: the motion model's max_frames "
                             f"({self.model_cfg.max_frames}) must be at least that")
@@ -215,6 +221,8 @@ class MotionStage:
                             f"{self.rollout_prob}")
         if self.rollout > 1 and model.predictor is None:
             raise VidmError("rollout_frames > 1 needs a motion model with a predictor")
+        if self.rollout_sample_steps < 0:
+            raise VidmError(f"rollout_sample_steps must be at least 0, got {self.rollout_sample_steps}")
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
@@ -227,6 +235,8 @@ class MotionStage:
         if self.rollout > 1:
             draws["rollout"] = torch.rand((batch,), generator=g) < self.rollout_prob
             draws["rollout_noise"] = torch.randn((batch, self.rollout - 1, K, *shape), generator=g)
+            if self.rollout_sample_steps:
+                draws["rollout_sample_noise"] = torch.randn((batch, self.rollout - 1, *shape), generator=g)
         return draws
 
     def loss(self, model, indices, draws):
@@ -244,7 +254,7 @@ class MotionStage:
 
     @torch.no_grad()
     def rolled_context(self, model, videos, d, first, real_context, labels) -> torch.Tensor:
-        """The context of frame k as the predictor makes it from real frames up to rollout_frames before k.
+        """The context of frame k as the model makes it from real frames up to rollout_frames before k.
 
         Frame p = k - R + 1 .. k - 1 is predicted from the K frames before it (real or predicted), with the
         sampling-time context noise; frames p < 1 stay real, and rows not drawn for a rollout keep real context.
@@ -258,9 +268,13 @@ class MotionStage:
         for j in range(R - 1):
             p = k - (R - 1) + j
             ctx = model.augment(torch.stack(window[j:j + K], dim=1), level, d["rollout_noise"][:, j])
-            mean = model.predict(first, ctx, p.clamp(min=1), level, labels)
+            frame = model.predict(first, ctx, p.clamp(min=1), level, labels)
+            if self.rollout_sample_steps:
+                noise = d["rollout_sample_noise"][:, j] * self.model_cfg.sample_temperature
+                frame = model.denoise_from(noise, dpmpp_2m, self.rollout_sample_steps, first, ctx, p.clamp(min=1),
+                                           level, frame, labels)
             use = (p >= 1) & d["rollout"]
-            window[j + K] = torch.where(use[:, None, None, None], mean, window[j + K])
+            window[j + K] = torch.where(use[:, None, None, None], frame, window[j + K])
         return torch.stack(window[R - 1:R - 1 + K], dim=1).where(d["rollout"][:, None, None, None, None],
                                                                  real_context)
 
