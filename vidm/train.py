@@ -260,23 +260,27 @@ class MotionStage:
         sampling-time context noise; frames p < 1 stay real, and rows not drawn for a rollout keep real context.
         """
         K, R = self.model_cfg.context_frames, self.rollout
-        k = d["k"]
+        rows = d["rollout"].nonzero(as_tuple=True)[0]  # only the rows drawn for a rollout cost network calls
+        if len(rows) == 0:
+            return real_context
+        k, first = d["k"][rows], first[rows]
+        labels = None if labels is None else labels[rows]
         offsets = torch.arange(-(R - 1) - K, 0)  # the K frames before k - R + 1, then those up to k - 1
         positions = (k.cpu()[:, None] + offsets[None]).clamp(min=0)
-        window = list(self.latents[videos[:, None], positions].float().to(self.device).unbind(1))
-        level = torch.full_like(d["aug_level"], self.model_cfg.aug_sample_level)
+        window = list(self.latents[videos[rows.cpu(), None], positions].float().to(self.device).unbind(1))
+        level = torch.full((len(rows),), self.model_cfg.aug_sample_level, device=self.device)
         for j in range(R - 1):
             p = k - (R - 1) + j
-            ctx = model.augment(torch.stack(window[j:j + K], dim=1), level, d["rollout_noise"][:, j])
+            ctx = model.augment(torch.stack(window[j:j + K], dim=1), level, d["rollout_noise"][rows, j])
             frame = model.predict(first, ctx, p.clamp(min=1), level, labels)
             if self.rollout_sample_steps:
-                noise = d["rollout_sample_noise"][:, j] * self.model_cfg.sample_temperature
+                noise = d["rollout_sample_noise"][rows, j] * self.model_cfg.sample_temperature
                 frame = model.denoise_from(noise, dpmpp_2m, self.rollout_sample_steps, first, ctx, p.clamp(min=1),
                                            level, frame, labels)
-            use = (p >= 1) & d["rollout"]
-            window[j + K] = torch.where(use[:, None, None, None], frame, window[j + K])
-        return torch.stack(window[R - 1:R - 1 + K], dim=1).where(d["rollout"][:, None, None, None, None],
-                                                                 real_context)
+            window[j + K] = torch.where((p >= 1)[:, None, None, None], frame, window[j + K])
+        context = real_context.clone()
+        context[rows] = torch.stack(window[R - 1:R - 1 + K], dim=1)
+        return context
 
 
 def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
