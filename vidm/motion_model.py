@@ -8,10 +8,12 @@ fewer strokes that later frames would build on.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from einops import rearrange
+import torch.nn.functional as F
 from torch import nn
 
 from .config import MotionConfig
@@ -20,6 +22,17 @@ from .errors import VidmError
 from .retrieval import FirstFrameRetrieval
 from .sampling import randn_like
 from .unet import UNet
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalised 2-D Gaussian (2r+1, 2r+1), r = ceil(3 sigma); (1, 1) of one for sigma 0."""
+    r = math.ceil(3 * sigma)
+    if r == 0:
+        return torch.ones(1, 1)
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-x.square() / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
 
 class MotionModel(nn.Module):
     """Conditioning latents are concatenated to the noisy input: [x noisy, z_0, z_{k-K}, ..., z_{k-1}(, mu)]."""
@@ -43,6 +56,8 @@ class MotionModel(nn.Module):
             raise VidmError("motion retrieval works on the predictor's mean: it needs a predictor")
         if not cfg.sample_temperature >= 0:
             raise VidmError(f"sample_temperature must be at least 0, got {cfg.sample_temperature}")
+        if not cfg.context_blur >= 0:
+            raise VidmError(f"context_blur must be at least 0, got {cfg.context_blur}")
         if cfg.residual_scale <= 0:
             raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
@@ -53,6 +68,8 @@ class MotionModel(nn.Module):
         self.predictor = UNet(p, num_scalars=2, num_references=refs) if p is not None else None
         self.retrieval = FirstFrameRetrieval(cfg.retrieval, c) if cfg.retrieval is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
+        # A fixed kernel, not a weight: model folders of other blurs (or none) load the same.
+        self.register_buffer("blur_kernel", gaussian_kernel(cfg.context_blur), persistent=False)
 
     def frame_position(self, frame_index: torch.Tensor) -> torch.Tensor:
         """Frame index k -> k / max_frames, the same in training and sampling.
@@ -62,9 +79,24 @@ class MotionModel(nn.Module):
         return frame_index.float().clamp(max=self.config.max_frames - 1) / self.config.max_frames
 
     def augment(self, context: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Variance-preserving noise on the context latents, so the model learns to trust them less."""
+        """Variance-preserving noise on the context latents (B, K, c, h, w), so the model learns to trust them
+        less; then the context blur, if any. Every way into the model (training, rollouts, sampling) passes
+        its context through here."""
         level = level.view(-1, *([1] * (context.dim() - 1)))
-        return (1 - level.square()).sqrt() * context + level * noise
+        return self.blur((1 - level.square()).sqrt() * context + level * noise)
+
+    def blur(self, context: torch.Tensor) -> torch.Tensor:
+        """Each channel of each context latent blurred by the config's context_blur. The edges are mirrored,
+        so a constant stays constant and the finest pattern cancels up to the border."""
+        if self.blur_kernel.numel() == 1:
+            return context
+        b, k, c, h, w = context.shape
+        r = self.blur_kernel.shape[-1] // 2
+        if r >= min(h, w):
+            raise VidmError(f"context_blur {self.config.context_blur} is too wide for {h}x{w} latents")
+        x = F.pad(context.reshape(b * k * c, 1, h, w), (r, r, r, r), mode="reflect")
+        x = F.conv2d(x, self.blur_kernel.to(x.dtype)[None, None])  # separable kernel as one 2-D outer product
+        return x.reshape(b, k, c, h, w)
 
     def references(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The reference latents (B, R, c, h, w): z_0, and the newest context latent with reference_previous."""
