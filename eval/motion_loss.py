@@ -30,8 +30,8 @@ def split_loss(pipe, split: str, data_seed: int, videos: int, frames: int, round
         t = torch.randint(0, motion.diffusion.num_train_steps, (videos,), generator=g)
         noise = torch.randn(videos, *z.shape[2:], generator=g)
         level = torch.rand(videos, generator=g) * cfg.aug_max_level
-        aug_noise = torch.randn(videos, cfg.context_frames, *z.shape[2:], generator=g)
-        first, target, context = select_frames(z, index, k, cfg.context_frames)
+        aug_noise = torch.randn(videos, len(motion.context_offsets), *z.shape[2:], generator=g)
+        first, target, context = select_frames(z, index, k, motion.context_offsets)
         dev = pipe.device
         with torch.inference_mode():
             loss = motion.loss(target.to(dev), first.to(dev), context.to(dev), k.to(dev), t.to(dev),

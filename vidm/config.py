@@ -75,6 +75,10 @@ class MotionConfig:
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
     context_frames: int = 2  # K: previous latents the next frame is conditioned on
+    # Latents further back, z_{k-o} for each offset o (each > context_frames), on input channels after all
+    # others (a model warm-started without them begins by ignoring them). Two digits that cross look like one
+    # blob in the last K frames; a frame from before the crossing still says where each was going.
+    memory_offsets: tuple[int, ...] = ()
     # Frame index k enters as k / max_frames in training and sampling alike; later frames clamp.
     max_frames: int = 64
     # Conditioning noise augmentation: training draws a level in [0, max], sampling uses a fixed one.

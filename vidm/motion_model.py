@@ -34,20 +34,30 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return g[:, None] * g[None, :]
 
 
+def context_offsets(cfg: MotionConfig) -> tuple[int, ...]:
+    """See MotionModel.context_offsets."""
+    return tuple(range(cfg.context_frames, 0, -1)) + tuple(cfg.memory_offsets)
+
+
 class MotionModel(nn.Module):
-    """Conditioning latents are concatenated to the noisy input: [x noisy, z_0, z_{k-K}, ..., z_{k-1}(, mu)]."""
+    """Conditioning latents are concatenated to the noisy input:
+    [x noisy, z_0, z_{k-K}, ..., z_{k-1}(, mu)(, z_{k-o} for each memory offset o)]."""
 
     def __init__(self, cfg: MotionConfig):
         super().__init__()
         if cfg.context_frames < 1:
             raise VidmError(f"context_frames must be at least 1, got {cfg.context_frames}")
+        K, M = cfg.context_frames, len(cfg.memory_offsets)
+        if any(not isinstance(o, int) or o <= K for o in cfg.memory_offsets) or M != len(set(cfg.memory_offsets)):
+            raise VidmError(f"memory_offsets must be distinct integers above context_frames ({K}), "
+                            f"got {list(cfg.memory_offsets)}")
         c = cfg.unet.in_channels
-        stacked = c * (1 + cfg.context_frames)  # z_0 and the K context latents
-        expected = stacked + (c if cfg.predictor is not None else 0)
+        stacked = c * (1 + K + M)  # z_0, the K context latents and the memory latents
+        expected = c * (1 + K) + (c if cfg.predictor is not None else 0) + c * M
         if cfg.unet.cond_channels != expected:
-            raise VidmError(f"motion unet.cond_channels must be {expected} (first frame + {cfg.context_frames} "
-                            f"context latents{' + the prediction' if cfg.predictor else ''}), "
-                            f"got {cfg.unet.cond_channels}")
+            raise VidmError(f"motion unet.cond_channels must be {expected} (first frame + {K} context latents"
+                            f"{' + the prediction' if cfg.predictor else ''}"
+                            f"{f' + {M} memory latents' if M else ''}), got {cfg.unet.cond_channels}")
         p = cfg.predictor
         if p is not None and (p.in_channels != stacked or p.out_channels != c or p.cond_channels != 0):
             raise VidmError(f"motion predictor: in_channels must be {stacked}, out_channels {c} and "
@@ -70,6 +80,12 @@ class MotionModel(nn.Module):
         self.diffusion = Diffusion(cfg.diffusion)
         # A fixed kernel, not a weight: model folders of other blurs (or none) load the same.
         self.register_buffer("blur_kernel", gaussian_kernel(cfg.context_blur), persistent=False)
+
+    @property
+    def context_offsets(self) -> tuple[int, ...]:
+        """How many frames back each context latent is, in the order `context` holds them: K .. 1 (oldest
+        first), then the memory offsets."""
+        return context_offsets(self.config)
 
     def frame_position(self, frame_index: torch.Tensor) -> torch.Tensor:
         """Frame index k -> k / max_frames, the same in training and sampling.
@@ -100,7 +116,8 @@ class MotionModel(nn.Module):
 
     def references(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The reference latents (B, R, c, h, w): z_0, and the newest context latent with reference_previous."""
-        return torch.stack([first, context[:, -1]] if self.config.reference_previous else [first], dim=1)
+        newest = context[:, self.config.context_frames - 1]
+        return torch.stack([first, newest] if self.config.reference_previous else [first], dim=1)
 
     def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
         """The predictor's mean of z_k (B, c, h, w), with first-frame content gated in under retrieval."""
@@ -112,7 +129,8 @@ class MotionModel(nn.Module):
         x = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
         scalars = torch.stack([self.frame_position(frame_index), aug_level], dim=1)
         reference = self.predictor.encode_reference(self.references(first, context))
-        guess = context[:, -1] + self.predictor(x, scalars, labels=labels, reference=reference)
+        guess = context[:, self.config.context_frames - 1] + self.predictor(x, scalars, labels=labels,
+                                                                            reference=reference)
         if self.retrieval is None:
             return guess, guess, None
         mean, fetched = self.retrieval(guess, first)
@@ -120,9 +138,13 @@ class MotionModel(nn.Module):
 
     def forward(self, x_t, t, first, context, frame_index, aug_level, labels=None, mean=None,
                 reference=None) -> torch.Tensor:
-        """x_t, first (B, c, h, w); context (B, K, c, h, w), already augmented; frame_index, aug_level (B,);
+        """x_t, first (B, c, h, w); context (B, K + M, c, h, w) in context_offsets order, already augmented;
+        frame_index, aug_level (B,);
         mean: the predictor's output (with a predictor); reference: from encode_reference (or made here)."""
-        parts = [first, rearrange(context, "b k c h w -> b (k c) h w")] + ([mean] if mean is not None else [])
+        K = self.config.context_frames
+        parts = [first, rearrange(context[:, :K], "b k c h w -> b (k c) h w")] + ([mean] if mean is not None else [])
+        if context.shape[1] > K:  # memory latents last, where a warm start added them
+            parts.append(rearrange(context[:, K:], "b k c h w -> b (k c) h w"))
         scalars = torch.stack([self.diffusion.time_input(t), self.frame_position(frame_index), aug_level], dim=1)
         if reference is None and self.unet.reference_encoder is not None:
             reference = self.unet.encode_reference(self.references(first, context))

@@ -236,7 +236,7 @@ class VIDMPipeline:
             labels = torch.as_tensor(labels, device=self.device).long().expand(num_videos)
             if num_classes == 0 or labels.min() < 0 or labels.max() >= num_classes:
                 raise VidmError(f"labels must lie in [0, {num_classes}) for this model")
-        K = self.motion.config.context_frames
+        offsets = self.motion.context_offsets
         shape = (num_videos, *self.vae.latent_shape())
         device = self.device
         bar = tqdm(total=(num_frames - 1) * steps + (steps if context is not None else content_steps),
@@ -246,7 +246,7 @@ class VIDMPipeline:
         if context is not None:
             clip = self._as_batch(context, num_videos, 5, "context")
             z_clip = self.encode_frames(clip)  # (B, Tc, c, h, w)
-            z0, window, start, end = z_clip[:, 0], list(z_clip[:, -K:].unbind(1)), clip.shape[1], clip.shape[1] + num_frames
+            z0, past, start, end = z_clip[:, 0], list(z_clip.unbind(1)), clip.shape[1], clip.shape[1] + num_frames
         else:
             if first_frame is not None:
                 z0 = self.encode_frames(self._as_batch(first_frame, num_videos, 4, "first_frame"))
@@ -256,8 +256,11 @@ class VIDMPipeline:
                 z0 = sampler(content, randn_like(torch.empty(shape, device=device), gens),
                              self.content.diffusion.alphas_cumprod, content_steps, gens, progress=tick)
             yield z0
-            window, start, end = [z0], 1, num_frames
-        window = [window[0]] * (K - len(window)) + window  # too few previous frames: repeat the earliest
+            past, start, end = [z0], 1, num_frames
+        # The last L latents, oldest first (before frame 0: frame 0, as training clamps), so that
+        # history[-o] is z_{k-o}; memory stays flat in the video's length.
+        L = max(offsets)
+        history = [past[0]] * max(L - len(past), 0) + past[-L:]
         strength = self.motion.config.anchor_strength if anchor is None else anchor
         anchor = None
         if strength > 0:
@@ -268,11 +271,11 @@ class VIDMPipeline:
 
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
-            context_latents = torch.stack(window, dim=1)  # (B, K, c, h, w), oldest first
+            context_latents = torch.stack([history[-o] for o in offsets], dim=1)  # (B, K + M, c, h, w)
             z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick,
                                    temperature=temperature)
             if anchor is not None:
                 z = self.encode_frames(anchor(self._decode(z)))
             yield z
-            window = window[1:] + [z]
+            history = history[1:] + [z]
         bar.close()

@@ -28,6 +28,7 @@ from .checkpoint import build, load_model, save_model, state_dict_mismatch
 from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
+from .motion_model import context_offsets
 from .sampling import dpmpp_2m
 
 STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
@@ -226,7 +227,7 @@ class MotionStage:
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
-        K = self.model_cfg.context_frames
+        K = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
         draws = {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
                  "t": torch.randint(0, self.steps, (batch,), generator=g),
                  "noise": torch.randn((batch, *shape), generator=g),
@@ -242,8 +243,7 @@ class MotionStage:
     def loss(self, model, indices, draws):
         k = draws["k"]
         videos = torch.as_tensor(indices)
-        K = self.model_cfg.context_frames
-        first, target, context = select_frames(self.latents, videos, k, K)
+        first, target, context = select_frames(self.latents, videos, k, context_offsets(self.model_cfg))
         d = {n: v.to(self.device) for n, v in draws.items()}
         first, target, context = first.to(self.device), target.to(self.device), context.to(self.device)
         labels = take_labels(self.labels, indices, self.device)
@@ -269,9 +269,14 @@ class MotionStage:
         positions = (k.cpu()[:, None] + offsets[None]).clamp(min=0)
         window = list(self.latents[videos[rows.cpu(), None], positions].float().to(self.device).unbind(1))
         level = torch.full((len(rows),), self.model_cfg.aug_sample_level, device=self.device)
+        memory = torch.as_tensor(self.model_cfg.memory_offsets, dtype=torch.long)
         for j in range(R - 1):
             p = k - (R - 1) + j
-            ctx = model.augment(torch.stack(window[j:j + K], dim=1), level, d["rollout_noise"][rows, j])
+            ctx = torch.stack(window[j:j + K], dim=1)
+            if len(memory):  # frames that far back are real
+                back = (p.cpu()[:, None] - memory[None]).clamp(min=0)
+                ctx = torch.cat([ctx, self.latents[videos[rows.cpu(), None], back].float().to(self.device)], dim=1)
+            ctx = model.augment(ctx, level, d["rollout_noise"][rows, j])
             frame = model.predict(first, ctx, p.clamp(min=1), level, labels)
             if self.rollout_sample_steps:
                 noise = d["rollout_sample_noise"][rows, j] * self.model_cfg.sample_temperature
@@ -279,17 +284,18 @@ class MotionStage:
                                            level, frame, labels)
             window[j + K] = torch.where((p >= 1)[:, None, None, None], frame, window[j + K])
         context = real_context.clone()
-        context[rows] = torch.stack(window[R - 1:R - 1 + K], dim=1)
+        context[rows, :K] = torch.stack(window[R - 1:R - 1 + K], dim=1)
         return context
 
 
-def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
-    """First latent, latent k and the K before it (clamped at frame 0, as in sampling), per video."""
-    offsets = torch.arange(-context_frames, 0)
-    ctx_index = (k[:, None] + offsets[None]).clamp(min=0)  # (B, K), oldest first
+def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, offsets):
+    """First latent, latent k and the context latents k - o for each offset o (clamped at frame 0, as in
+    sampling), per video; an int K as offsets means the K frames just before k, oldest first."""
+    back = torch.arange(offsets, 0, -1) if isinstance(offsets, int) else torch.as_tensor(offsets)
+    ctx_index = (k[:, None] - back[None]).clamp(min=0)  # (B, len(offsets))
     first = latents[videos, 0]
     target = latents[videos, k]
-    context = latents[videos[:, None], ctx_index]  # (B, K, c, h, w)
+    context = latents[videos[:, None], ctx_index]  # (B, len(offsets), c, h, w)
     return first.float(), target.float(), context.float()
 
 
