@@ -12,8 +12,8 @@ import math
 from typing import Callable
 
 import torch
-from einops import rearrange
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .config import MotionConfig
@@ -22,6 +22,7 @@ from .errors import VidmError
 from .retrieval import FirstFrameRetrieval
 from .sampling import randn_like
 from .unet import UNet
+
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     """A normalised 2-D Gaussian (2r+1, 2r+1), r = ceil(3 sigma); (1, 1) of one for sigma 0."""

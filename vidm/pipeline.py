@@ -139,7 +139,7 @@ class VIDMPipeline:
                anchor: float | None = None) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
-        Memory stays flat however long the video: only z_0 and the last K latents are kept.
+        Memory stays flat however long the video: only z_0 and the last max(context_offsets) latents are kept.
         With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
         `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
@@ -262,20 +262,18 @@ class VIDMPipeline:
         L = max(offsets)
         history = [past[0]] * max(L - len(past), 0) + past[-L:]
         strength = self.motion.config.anchor_strength if anchor is None else anchor
-        anchor = None
-        if strength > 0:
-            anchor = FlowAnchor(self._decode(z0), strength)
-            if context is not None:  # follow the clip's own frames from its first to its last
-                for z_real in z_clip[:, 1:].unbind(1):
-                    anchor.track(self._decode(z_real))
+        anchoring = FlowAnchor(self._decode(z0), strength) if strength > 0 else None
+        if anchoring is not None and context is not None:  # follow the clip's own frames to its last
+            for z_real in z_clip[:, 1:].unbind(1):
+                anchoring.track(self._decode(z_real))
 
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
             context_latents = torch.stack([history[-o] for o in offsets], dim=1)  # (B, K + M, c, h, w)
             z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick,
                                    temperature=temperature)
-            if anchor is not None:
-                z = self.encode_frames(anchor(self._decode(z)))
+            if anchoring is not None:
+                z = self.encode_frames(anchoring(self._decode(z)))
             yield z
             history = history[1:] + [z]
         bar.close()

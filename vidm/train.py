@@ -227,15 +227,15 @@ class MotionStage:
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
-        K = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
+        n_context = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
         draws = {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
                  "t": torch.randint(0, self.steps, (batch,), generator=g),
                  "noise": torch.randn((batch, *shape), generator=g),
                  "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
-                 "aug_noise": torch.randn((batch, K, *shape), generator=g)}
+                 "aug_noise": torch.randn((batch, n_context, *shape), generator=g)}
         if self.rollout > 1:
             draws["rollout"] = torch.rand((batch,), generator=g) < self.rollout_prob
-            draws["rollout_noise"] = torch.randn((batch, self.rollout - 1, K, *shape), generator=g)
+            draws["rollout_noise"] = torch.randn((batch, self.rollout - 1, n_context, *shape), generator=g)
             if self.rollout_sample_steps:
                 draws["rollout_sample_noise"] = torch.randn((batch, self.rollout - 1, *shape), generator=g)
         return draws
@@ -269,13 +269,13 @@ class MotionStage:
         positions = (k.cpu()[:, None] + offsets[None]).clamp(min=0)
         window = list(self.latents[videos[rows.cpu(), None], positions].float().to(self.device).unbind(1))
         level = torch.full((len(rows),), self.model_cfg.aug_sample_level, device=self.device)
-        memory = torch.as_tensor(self.model_cfg.memory_offsets, dtype=torch.long)
+        memory = self.model_cfg.memory_offsets
         for j in range(R - 1):
             p = k - (R - 1) + j
             ctx = torch.stack(window[j:j + K], dim=1)
-            if len(memory):  # frames that far back are real
-                back = (p.cpu()[:, None] - memory[None]).clamp(min=0)
-                ctx = torch.cat([ctx, self.latents[videos[rows.cpu(), None], back].float().to(self.device)], dim=1)
+            if memory:  # frames that far back are real
+                real_memory = select_frames(self.latents, videos[rows.cpu()], p.cpu(), memory)[2]
+                ctx = torch.cat([ctx, real_memory.to(self.device)], dim=1)
             ctx = model.augment(ctx, level, d["rollout_noise"][rows, j])
             frame = model.predict(first, ctx, p.clamp(min=1), level, labels)
             if self.rollout_sample_steps:
