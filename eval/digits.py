@@ -9,6 +9,7 @@ real test videos (test digits, seen by neither the classifier nor the model) is 
 classifier's exact-set accuracy on real test frames says how far to trust it.
 
     python eval/digits.py --videos 256 --frames 64 --steps 20
+    python eval/digits.py --videos 128 --frames 64 --steps 20 --first-frame real   # the motion model alone
 """
 from __future__ import annotations
 
@@ -174,6 +175,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--data-seed", type=int, default=5, help="seed of the real reference videos")
     p.add_argument("--accuracy-videos", type=int, default=500, help="real test videos for the accuracy check")
+    p.add_argument("--first-frame", choices=("generated", "real"), default="generated",
+                   help="'real': each video starts from the first frame of its real reference video, so that the "
+                        "measure is of the motion model alone")
     p.add_argument("--plot", help="PNG plot (default: --out with .png; '' for none)")
     args = p.parse_args()
     setup(args)
@@ -190,14 +194,17 @@ def main() -> None:
     frames = np.empty_like(real_videos)
     with timer() as took:
         for lo, hi in batches(args.videos, args.batch):
+            first = real_videos[lo:hi, 0, ..., None] if args.first_frame == "real" else None
             frames[lo:hi] = gray(pipe(num_videos=hi - lo, num_frames=args.frames, num_inference_steps=args.steps,
-                                      sampler=args.sampler, seed=args.seed + lo,
+                                      sampler=args.sampler, seed=args.seed + lo, first_frame=first,
                                       content_steps=args.content_steps).frames)
             log(f"  generated {hi}/{args.videos} videos")
     gen_sets = digit_sets(net, frames)
     real_kept, gen_kept = kept(real_sets), kept(gen_sets)
     label = f"{args.sampler} x {args.steps}" + (f", first frame {args.content_steps}" if args.content_steps else "")
-    result = {"videos": args.videos, "frames": args.frames, "sampler": args.sampler, "steps": args.steps,
+    label += ", real first frames" if args.first_frame == "real" else ""
+    result = {"videos": args.videos, "frames": args.frames, "first_frame": args.first_frame,
+              "sampler": args.sampler, "steps": args.steps,
               "content_steps": args.content_steps or args.steps, "generation_seconds": took(),
               "classifier": {"trained_on": f"every frame of MovingMNIST('train', frames={TRAIN_FRAMES}, "
                                           f"seed={TRAIN_SEED}) videos 0..{TRAIN_VIDEOS - 1}",
