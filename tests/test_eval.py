@@ -129,6 +129,23 @@ def test_translation_ceiling_moves_frame_0_and_asks_the_classifier_again():
     assert ceiling == {"1px": 1.0, "2px": 1.0, "4px": 0.0}  # at 4 px the ink has left the left half
 
 
+def test_first_frame_digit_counts_are_shares_of_frames_by_number_of_digits_named():
+    import first_frames
+
+    class InkRows(torch.nn.Module):  # names one class per inked quarter of the rows: 0..4 digits
+        def forward(self, x):
+            rows = (x[:, 0] > 0).any(dim=2).float()  # (N, 64)
+            named = rows.reshape(len(x), 4, 16).amax(dim=2) * 2 - 1  # (N, 4)
+            return torch.cat([named, -torch.ones(len(x), 6)], dim=1)
+
+    f = np.zeros((4, 64, 64), dtype=np.uint8)
+    f[1, 5, 5] = 255  # one digit
+    f[2, [5, 20], 5] = 255  # two
+    f[3, [5, 20, 40], 5] = 255  # three
+    counts = first_frames.digit_counts(InkRows(), f)
+    assert counts == {"0": 0.25, "1": 0.25, "2": 0.25, "3+": 0.25}
+
+
 def test_digit_classifier_targets_name_the_digits_of_each_frame():
     import digits
 

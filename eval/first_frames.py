@@ -1,0 +1,62 @@
+"""The content model alone: do its first frames show two clear digits, as real first frames do?
+
+A from-scratch video can keep its digits only if its first frame shows them. For generated first frames,
+real test frames and real test frames through the VAE (what a perfect content model could give), this
+reports how many digits the classifier of eval/digits.py names, and the *translation ceiling*: the
+share of frames whose digit set survives a shift by 1, 2 or 4 px, i.e. what a motion model that moved
+the digits perfectly would keep at the next frame.
+
+    python eval/first_frames.py --num 512 --steps 20
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
+from digits import digit_sets, load_classifier, translation_ceiling
+
+
+def digit_counts(net, frames: np.ndarray) -> dict:
+    """uint8 (N, 64, 64) -> the share of frames in which the classifier names 0, 1, 2 and 3+ digits."""
+    n = digit_sets(net, frames).sum(-1)
+    return {"0": float(np.mean(n == 0)), "1": float(np.mean(n == 1)), "2": float(np.mean(n == 2)),
+            "3+": float(np.mean(n >= 3))}
+
+
+def describe(net, frames: np.ndarray) -> dict:
+    return {"digits": digit_counts(net, frames), "translation_ceiling": translation_ceiling(net, frames)}
+
+
+def main() -> None:
+    p = parser("First frames: digits named and translation ceiling, generated against real.", "first_frames.json")
+    p.add_argument("--num", type=int, default=512, help="first frames of each kind")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps of the content model")
+    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--data-seed", type=int, default=5, help="seed of the real test videos")
+    args = p.parse_args()
+    if args.num < 1 or args.steps < 1:
+        raise SystemExit("error: --num and --steps must be at least 1")
+    setup(args)
+    net = load_classifier()
+    pipe = load_pipeline(args.model, args.device)
+
+    real = test_videos(args.num, 1, args.data_seed)[:, 0]
+    # a one-frame video from a given first frame is that frame encoded and decoded
+    through_vae = np.concatenate([gray(pipe(first_frame=real[lo:hi, ..., None], num_videos=hi - lo,
+                                            num_frames=1).frames)[:, 0] for lo, hi in batches(args.num, args.batch)])
+    generated = np.empty_like(real)
+    with timer() as took:
+        for lo, hi in batches(args.num, args.batch):
+            generated[lo:hi] = gray(pipe(num_videos=hi - lo, num_frames=1, num_inference_steps=args.steps,
+                                         sampler=args.sampler, seed=args.seed + lo).frames)[:, 0]
+    result = {"num": args.num, "steps": args.steps, "sampler": args.sampler, "generation_seconds": took(),
+              "real": describe(net, real), "real_through_vae": describe(net, through_vae),
+              "generated": describe(net, generated)}
+    out = write_result(args.out, result, args)
+    log(f"wrote {out}: two digits: generated {result['generated']['digits']['2']:.3f}, "
+        f"real {result['real']['digits']['2']:.3f}, through the VAE {result['real_through_vae']['digits']['2']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
