@@ -134,14 +134,18 @@ def translation_ceiling(net: DigitNet, first: np.ndarray, shifts=(1, 2, 4)) -> d
     return rates
 
 
+def count_shares(sets: np.ndarray) -> dict:
+    """Digit sets (N, 10) -> the share of frames in which the classifier names 0, 1, 2 and 3+ digits."""
+    sizes = sets.sum(axis=-1)
+    return {str(k): float((sizes == k).mean()) for k in (0, 1, 2)} | {"3+": float((sizes >= 3).mean())}
+
+
 def summary(keep: np.ndarray, sets: np.ndarray) -> dict:
     T = keep.shape[1]
     at = {f"frame_{t}": float(keep[:, t].mean()) for t in (7, 15, 31, 63, 127, 255, 511, 999) if t < T}
-    sizes = sets[:, 0].sum(axis=-1)
     return {"kept_mean_over_frames": float(keep.mean()), "kept_at": at,
             "kept_all_frames": float(keep.all(axis=1).mean()),
-            "frame0_digits": {str(k): float((sizes == k).mean()) for k in (0, 1, 2)} | {
-                "3+": float((sizes >= 3).mean())},
+            "frame0_digits": count_shares(sets[:, 0]),
             "per_frame": keep.mean(axis=0).round(4)}
 
 

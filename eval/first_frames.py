@@ -13,14 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
-from digits import digit_sets, load_classifier, translation_ceiling
+from digits import count_shares, digit_sets, load_classifier, translation_ceiling
 
 
 def digit_counts(net, frames: np.ndarray) -> dict:
     """uint8 (N, 64, 64) -> the share of frames in which the classifier names 0, 1, 2 and 3+ digits."""
-    n = digit_sets(net, frames).sum(-1)
-    return {"0": float(np.mean(n == 0)), "1": float(np.mean(n == 1)), "2": float(np.mean(n == 2)),
-            "3+": float(np.mean(n >= 3))}
+    return count_shares(digit_sets(net, frames))
 
 
 def describe(net, frames: np.ndarray) -> dict:
