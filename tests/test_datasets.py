@@ -366,7 +366,7 @@ def test_recipes_load_and_fit_together():
         assert m.max_frames >= motion.data.frames
         for cfg in (vae, content, motion):
             assert cfg.data.dataset == "prepared" and cfg.data.root.endswith(f"-{resolution}")
-            assert cfg.bf16 and cfg.out == f"runs/{folder.name}" and cfg.data == vae.data
+            assert cfg.precision == "bf16" and cfg.out == f"runs/{folder.name}" and cfg.data == vae.data
         assert json.loads((folder / "vae.json").read_text())["stage"] == "vae"
 
 

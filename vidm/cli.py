@@ -69,7 +69,9 @@ def load_pipeline(args):
 
     from .pipeline import VIDMPipeline
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    from .threads import command_threads
+
+    torch.set_num_threads(command_threads())  # the idle cores: see vidm/threads.py
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return VIDMPipeline.from_pretrained(args.model or default_model_dir(), device=device)
 

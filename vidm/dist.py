@@ -40,9 +40,16 @@ def all_mean(value: float, device) -> float:
     """Mean of a scalar over processes (for logging)."""
     if not td.is_initialized():
         return value
+    return all_sum(value, device) / world_size()
+
+
+def all_sum(value: float, device) -> float:
+    """Sum of a scalar over processes."""
+    if not td.is_initialized():
+        return value
     t = torch.tensor([value], device=device, dtype=torch.float64)
     td.all_reduce(t)
-    return t.item() / world_size()
+    return t.item()
 
 
 def cleanup() -> None:

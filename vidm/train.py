@@ -29,6 +29,7 @@ from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
 from .motion_model import context_offsets
+from .precision import PRECISIONS, resolve as resolve_precision
 from .sampling import dpmpp_2m
 
 STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
@@ -76,13 +77,18 @@ class TrainConfig:
     # the shifted frame (relative squared error, encoder term). 0 leaves the term out.
     equivariance_weight: float = 0.0
     equivariance_encoder_weight: float = 0.0
+    # Stop at the first log line after the processes together have used this much CPU time (hours), so
+    # that designs can be compared at equal compute; 0: run all `steps`. The CPU time so far is logged.
+    cpu_hours: float = 0.0
     save_every: int = 500
     # Also keep the EMA model of every N-th step in out/<stage>/step-<N>/ (for curves of quality
     # against steps); 0: only the latest. A multiple of save_every.
     snapshot_every: int = 0
     log_every: int = 50
     seed: int = 0
-    bf16: bool = False  # autocast on GPU
+    # "auto": bf16 autocast where the device has bf16 units (GPUs, CPUs with AVX512-BF16 or AMX), float32
+    # elsewhere; "bf16" or "float32" to force one. Weights, optimizer and EMA stay float32 either way.
+    precision: str = "auto"
     compile: bool = False
 
 
@@ -104,6 +110,8 @@ def load_train_config(path: str) -> TrainConfig:
         cfg = TrainConfig(**data)
     except TypeError as e:
         raise VidmError(f"{path}: {e}") from None
+    if cfg.precision not in PRECISIONS:
+        raise VidmError(f"{path}: precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise VidmError(f"{path}: lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}")
     if cfg.snapshot_every % cfg.save_every:
@@ -401,6 +409,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not resume and state_path.exists():
         raise VidmError(f"{stage_dir} already holds a run: pass --resume, or choose another 'out'")
 
+    use_bf16, why = resolve_precision(cfg.precision, device)
+    if dist.is_main():
+        print(f"precision: {why}", flush=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
     model = build(STAGE_KINDS[cfg.stage], cfg.model).to(device)
     if cfg.init_from and not resume:
@@ -410,13 +421,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup, warmup_power=cfg.ema_warmup_power)
-    step = 0
+    step, cpu_before = 0, 0.0  # CPU seconds of all processes in earlier runs of this stage
     if resume:
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         ema.module.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
+        cpu_before = state.get("cpu_seconds", 0.0)
 
     world, rank = dist.world_size(), dist.rank()
     net = StageLoss(model, stage)
@@ -431,7 +443,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if dist.is_main():
         stage_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", disable=not (progress and dist.is_main()))
-    t0, window = time.time(), []
+    t0, cpu0, window = time.time(), time.process_time(), []
+    cpu_seconds = lambda: cpu_before + dist.all_sum(time.process_time() - cpu0, device)  # noqa: E731
     while step < cfg.steps:
         g = step_generator(cfg.seed, step)
         # Dropout draws from the global generator: per step and per process, so resuming repeats it.
@@ -447,7 +460,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             part = slice(lo, lo + micro)
             sync_now = m == cfg.accum_steps - 1
             ctx = net.no_sync() if (world > 1 and not sync_now) else contextlib.nullcontext()
-            with ctx, torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
+            with ctx, torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
                 with record_function("train/forward"):
                     loss = net(indices[part], {n: v[part] for n, v in draws.items()})
                 with record_function("train/backward"):
@@ -463,27 +476,37 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step += 1
         window.append(total)
         bar.update(1)
+        out_of_time = False
         if step % cfg.log_every == 0 or step == cfg.steps:
             mean_loss = dist.all_mean(torch.stack(window).mean().item(), device)
             window = []
+            cpu = cpu_seconds()
+            out_of_time = 0 < cfg.cpu_hours * 3600 <= cpu
             if dist.is_main():
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 with open(log_path, "a") as f:
                     f.write(json.dumps({"step": step, "loss": mean_loss, "lr": opt.param_groups[0]["lr"],
                                         "ema_decay": round(ema.get_decay(step - 1), 6),  # of the last update
-                                        "seconds": round(time.time() - t0, 1)}) + "\n")
-        if step % cfg.save_every == 0 or step == cfg.steps:
+                                        "seconds": round(time.time() - t0, 1),
+                                        "cpu_hours": round(cpu / 3600, 4)}) + "\n")
+        if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
+            cpu = cpu_seconds()
             if dist.is_main():
-                save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device)
+                save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device, cpu)
                 if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     save_model(ema.module, stage_dir / f"step-{step}")
             dist.barrier()
+        if out_of_time:
+            if dist.is_main():
+                print(f"stopped at step {step}: {cpu / 3600:.3f} CPU-hours used (cpu_hours {cfg.cpu_hours})",
+                      flush=True)
+            break
     bar.close()
     dist.cleanup()
     return stage_dir
 
 
-def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device) -> None:
+def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device, cpu_seconds: float) -> None:
     """The EMA model as a loadable folder, then the full training state; both written atomically."""
     published = ema.module
     if cfg.stage == "vae":
@@ -492,4 +515,4 @@ def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device) 
     save_model(published, stage_dir)
     with atomic_path(stage_dir / STATE_NAME) as tmp:
         torch.save({"model": model.state_dict(), "ema": published.state_dict(),
-                    "optimizer": opt.state_dict(), "step": step}, tmp)
+                    "optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_seconds}, tmp)
