@@ -55,16 +55,6 @@ class DiffusionConfig:
 
 
 @dataclasses.dataclass
-class RetrievalConfig:
-    """First-frame retrieval after the motion predictor (see vidm/retrieval.py)."""
-    channels: int = 32  # descriptor size
-    layers: int = 3  # 3x3 convolutions of the descriptor: 3 see 7x7 latent pixels, a whole digit at 64 px
-    temperature: float = 10.0  # initial softmax scale of the cosine similarities (learned)
-    gate_bias: float = -3.0  # the gate starts nearly closed: the prediction starts as the predictor's
-    copy_loss_weight: float = 1.0  # MSE of the fetched latent alone, so retrieval learns while the gate is shut
-
-
-@dataclasses.dataclass
 class ContentConfig:
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
@@ -97,20 +87,6 @@ class MotionConfig:
     # another shape, at some loss of variety; 0 is the deterministic path from zero noise.
     sample_temperature: float = 1.0
     predictor_loss_weight: float = 1.0
-    # Gaussian blur (sigma in latent pixels) of the context latents z_{k-K..k-1}, in training and sampling
-    # alike; z_0 stays sharp. The previous frames then tell where things are and how they move, but not
-    # their fine shape, which only z_0 can give: a stroke that drifted in one generated frame is not
-    # copied into the next. 0: off.
-    context_blur: float = 0.0
-    # First-frame anchoring at sampling time (vidm/anchor.py; the default of `anchor` in the pipeline and the
-    # CLI): each new frame is redrawn as frame 0 warped by optical flow, mixed with the sampled frame at this
-    # weight. 0: off; 1: every frame is a warp of the first (content that frame 0 lacks cannot appear).
-    anchor_strength: float = 0.0
-    # First-frame retrieval (needs the predictor): every latent pixel of the predictor's mean fetches the
-    # first latent's pixel whose surroundings look most alike, and a learned gate mixes the fetched latent in.
-    # The aim: copy the first frame's strokes instead of regenerating them. Measured at 1,750 steps, it kept
-    # digits no better than the plain predictor (docs/experiments.md), so the recipe leaves it off. None: off.
-    retrieval: RetrievalConfig | None = None
 
 
 def to_dict(cfg: Any) -> dict:
@@ -140,7 +116,6 @@ def from_dict(cls: type[T], data: dict) -> T:
 _CONFIG_TYPES = {
     "UNetConfig": UNetConfig,
     "DiffusionConfig": DiffusionConfig,
-    "RetrievalConfig": RetrievalConfig,
     "AutoencoderConfig": AutoencoderConfig,
 }
 

@@ -8,31 +8,17 @@ fewer strokes that later frames would build on.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from .config import MotionConfig
 from .diffusion import Diffusion, training_loss
 from .errors import VidmError
-from .retrieval import FirstFrameRetrieval
 from .sampling import randn_like
 from .unet import UNet
-
-
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """A normalised 2-D Gaussian (2r+1, 2r+1), r = ceil(3 sigma); (1, 1) of one for sigma 0."""
-    r = math.ceil(3 * sigma)
-    if r == 0:
-        return torch.ones(1, 1)
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-x.square() / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
 
 
 def context_offsets(cfg: MotionConfig) -> tuple[int, ...]:
@@ -63,12 +49,8 @@ class MotionModel(nn.Module):
         if p is not None and (p.in_channels != stacked or p.out_channels != c or p.cond_channels != 0):
             raise VidmError(f"motion predictor: in_channels must be {stacked}, out_channels {c} and "
                             f"cond_channels 0, got {p.in_channels}, {p.out_channels}, {p.cond_channels}")
-        if cfg.retrieval is not None and p is None:
-            raise VidmError("motion retrieval works on the predictor's mean: it needs a predictor")
         if not cfg.sample_temperature >= 0:
             raise VidmError(f"sample_temperature must be at least 0, got {cfg.sample_temperature}")
-        if not cfg.context_blur >= 0:
-            raise VidmError(f"context_blur must be at least 0, got {cfg.context_blur}")
         if cfg.residual_scale <= 0:
             raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
@@ -77,10 +59,7 @@ class MotionModel(nn.Module):
         self.unet = UNet(cfg.unet, num_scalars=3, num_references=refs)
         # Scalars: frame position, conditioning augmentation level.
         self.predictor = UNet(p, num_scalars=2, num_references=refs) if p is not None else None
-        self.retrieval = FirstFrameRetrieval(cfg.retrieval, c) if cfg.retrieval is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
-        # A fixed kernel, not a weight: model folders of other blurs (or none) load the same.
-        self.register_buffer("blur_kernel", gaussian_kernel(cfg.context_blur), persistent=False)
 
     @property
     def context_offsets(self) -> tuple[int, ...]:
@@ -97,23 +76,9 @@ class MotionModel(nn.Module):
 
     def augment(self, context: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Variance-preserving noise on the context latents (B, K, c, h, w), so the model learns to trust them
-        less; then the context blur, if any. Every way into the model (training, rollouts, sampling) passes
-        its context through here."""
+        less. Every way into the model (training, rollouts, sampling) passes its context through here."""
         level = level.view(-1, *([1] * (context.dim() - 1)))
-        return self.blur((1 - level.square()).sqrt() * context + level * noise)
-
-    def blur(self, context: torch.Tensor) -> torch.Tensor:
-        """Each channel of each context latent blurred by the config's context_blur. The edges are mirrored,
-        so a constant stays constant and the finest pattern cancels up to the border."""
-        if self.blur_kernel.numel() == 1:
-            return context
-        b, k, c, h, w = context.shape
-        r = self.blur_kernel.shape[-1] // 2
-        if r >= min(h, w):
-            raise VidmError(f"context_blur {self.config.context_blur} is too wide for {h}x{w} latents")
-        x = F.pad(context.reshape(b * k * c, 1, h, w), (r, r, r, r), mode="reflect")
-        x = F.conv2d(x, self.blur_kernel.to(x.dtype)[None, None])  # separable kernel as one 2-D outer product
-        return x.reshape(b, k, c, h, w)
+        return (1 - level.square()).sqrt() * context + level * noise
 
     def references(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The reference latents (B, R, c, h, w): z_0, and the newest context latent with reference_previous."""
@@ -121,21 +86,12 @@ class MotionModel(nn.Module):
         return torch.stack([first, newest] if self.config.reference_previous else [first], dim=1)
 
     def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
-        """The predictor's mean of z_k (B, c, h, w), with first-frame content gated in under retrieval."""
-        return self.predict_parts(first, context, frame_index, aug_level, labels)[0]
-
-    def predict_parts(self, first, context, frame_index, aug_level, labels=None):
-        """(mean, the predictor's own guess, the latent fetched from z_0 or None): without retrieval the
-        mean is the guess, z_{k-1} plus a predicted correction."""
+        """The predictor's mean of z_k (B, c, h, w): z_{k-1} plus a predicted correction."""
         x = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
         scalars = torch.stack([self.frame_position(frame_index), aug_level], dim=1)
         reference = self.predictor.encode_reference(self.references(first, context))
-        guess = context[:, self.config.context_frames - 1] + self.predictor(x, scalars, labels=labels,
-                                                                            reference=reference)
-        if self.retrieval is None:
-            return guess, guess, None
-        mean, fetched = self.retrieval(guess, first)
-        return mean, guess, fetched
+        return context[:, self.config.context_frames - 1] + self.predictor(x, scalars, labels=labels,
+                                                                           reference=reference)
 
     def forward(self, x_t, t, first, context, frame_index, aug_level, labels=None, mean=None,
                 reference=None) -> torch.Tensor:
@@ -157,11 +113,8 @@ class MotionModel(nn.Module):
         mean, extra = None, 0.0
         x0 = target
         if self.predictor is not None:
-            mean, guess, fetched = self.predict_parts(first, context, frame_index, aug_level, labels)
+            mean = self.predict(first, context, frame_index, aug_level, labels)
             extra = self.config.predictor_loss_weight * (mean - target).pow(2).mean()
-            if fetched is not None:  # the guess stays a good query, the fetch learns while the gate is shut
-                extra = extra + self.config.predictor_loss_weight * (guess - target).pow(2).mean()
-                extra = extra + self.config.retrieval.copy_loss_weight * (fetched - target).pow(2).mean()
             # The diffusion model's gradient does not reach the predictor: each has one clear target.
             mean = mean.detach()
             x0 = (target - mean) / self.config.residual_scale

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .anchor import FlowAnchor, check_strength
 from .autoencoder import Autoencoder
 from .checkpoint import load_model, save_model
 from .content_model import ContentModel
@@ -127,16 +126,10 @@ class VIDMPipeline:
             z = self.vae.encode(x)
         return z.reshape(*lead, *z.shape[1:])
 
-    def _decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Scaled latents (B, c, h, w) -> uint8 frames (B, H, W, C) as the model's channels hold them."""
-        frames = to_uint8(self.vae.decode(latents)).cpu().numpy()
-        return frames[..., :self.channels]
-
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
                labels=None, output_type: str = "np", progress: bool = False,
-               content_steps: int | None = None, temperature: float | None = None,
-               anchor: float | None = None) -> Iterator:
+               content_steps: int | None = None, temperature: float | None = None) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
         Memory stays flat however long the video: only z_0 and the last max(context_offsets) latents are kept.
@@ -145,18 +138,15 @@ class VIDMPipeline:
         `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
         frame alone, which is made once per video and, unlike the next ones, from nothing but noise.
         `temperature` scales the noise each next frame starts from (default: the motion model's
-        sample_temperature); below 1 keeps frames nearer the predictor's mean. `anchor` (default: the motion
-        model's anchor_strength) redraws each new frame as the first frame warped by optical flow, mixed
-        with the sampled frame at this weight (vidm/anchor.py); 0 is off.
+        sample_temperature); below 1 keeps frames nearer the predictor's mean.
         Bad arguments raise here, before the first frame is asked for.
         """
         _check_output_type(output_type)
         self._check(num_videos, num_frames, num_inference_steps,
-                    self._content_steps(num_inference_steps, content_steps), temperature, anchor)
+                    self._content_steps(num_inference_steps, content_steps), temperature)
         get_sampler(sampler)
         return self._frames(self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
-                                          sampler, generator, seed, labels, progress, content_steps, temperature,
-                                          anchor),
+                                          sampler, generator, seed, labels, progress, content_steps, temperature),
                             output_type)
 
     def _frames(self, latents: Iterator[torch.Tensor], output_type: str) -> Iterator:
@@ -172,12 +162,12 @@ class VIDMPipeline:
                  num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
                  seed: int | None = None, labels=None, output_type: str = "np",
                  progress: bool = False, content_steps: int | None = None,
-                 temperature: float | None = None, anchor: float | None = None) -> VIDMPipelineOutput:
+                 temperature: float | None = None) -> VIDMPipelineOutput:
         """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
         _check_output_type(output_type)
         latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
                                                  num_inference_steps, sampler, generator, seed, labels,
-                                                 progress, content_steps, temperature, anchor)), dim=1)  # (B, T, c, h, w)
+                                                 progress, content_steps, temperature)), dim=1)  # (B, T, c, h, w)
         if output_type == "latent":
             return VIDMPipelineOutput(latents)
         with torch.inference_mode():
@@ -190,9 +180,7 @@ class VIDMPipeline:
         motion predictor's mean, which the content model does not have)."""
         return (steps or 20) if content_steps is None else content_steps
 
-    def _check(self, num_videos, num_frames, steps, content_steps, temperature=None, anchor=None):
-        if anchor is not None:
-            check_strength(anchor)
+    def _check(self, num_videos, num_frames, steps, content_steps, temperature=None):
         if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
                                         or not temperature >= 0):
             raise VidmError(f"temperature must be a number of at least 0, got {temperature!r}")
@@ -224,9 +212,9 @@ class VIDMPipeline:
 
     @torch.inference_mode()
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
-                 labels, progress, content_steps=None, temperature=None, anchor=None) -> Iterator[torch.Tensor]:
+                 labels, progress, content_steps=None, temperature=None) -> Iterator[torch.Tensor]:
         content_steps = self._content_steps(steps, content_steps)
-        self._check(num_videos, num_frames, steps, content_steps, temperature, anchor)
+        self._check(num_videos, num_frames, steps, content_steps, temperature)
         sampler = get_sampler(sampler_name)
         gens = make_generators(num_videos, seed, generator)
         num_classes = self.content.config.unet.num_classes
@@ -261,19 +249,12 @@ class VIDMPipeline:
         # history[-o] is z_{k-o}; memory stays flat in the video's length.
         L = max(offsets)
         history = [past[0]] * max(L - len(past), 0) + past[-L:]
-        strength = self.motion.config.anchor_strength if anchor is None else anchor
-        anchoring = FlowAnchor(self._decode(z0), strength) if strength > 0 else None
-        if anchoring is not None and context is not None:  # follow the clip's own frames to its last
-            for z_real in z_clip[:, 1:].unbind(1):
-                anchoring.track(self._decode(z_real))
 
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
             context_latents = torch.stack([history[-o] for o in offsets], dim=1)  # (B, K + M, c, h, w)
             z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick,
                                    temperature=temperature)
-            if anchoring is not None:
-                z = self.encode_frames(anchoring(self._decode(z)))
             yield z
             history = history[1:] + [z]
         bar.close()
