@@ -488,7 +488,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                     f.write(json.dumps({"step": step, "loss": mean_loss, "lr": opt.param_groups[0]["lr"],
                                         "ema_decay": round(ema.get_decay(step - 1), 6),  # of the last update
                                         "seconds": round(time.time() - t0, 1),
-                                        "cpu_hours": round(cpu / 3600, 4)}) + "\n")
+                                        "cpu_hours": round(cpu / 3600, 6)}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
             cpu = cpu_seconds()
             if dist.is_main():
