@@ -231,3 +231,25 @@ def test_one_step_spacing_places_the_pipeline_steps_and_then_restores_them():
     predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
     hook.remove()
     assert seen == timesteps(1000, 4)
+
+
+def test_cli_speed_reads_the_generate_line_and_the_training_bar(monkeypatch):
+    from cli_speed import openmp_env, parse_frames_per_second, steps_done, summarise
+
+    line = ("wrote 4 videos of 16 frames to out/ in 12.3 s (5.2 frames/s, dpmpp_2m, 20 steps per frame, "
+            "first frame 20 steps, seed 0)\n")
+    assert parse_frames_per_second("loading\n" + line) == 5.2
+    with pytest.raises(ValueError, match="frames/s"):
+        parse_frames_per_second("Traceback ...")
+    bar = "encoding latents: 64/64\rtrain motion:   0%|   | 0/100000 [00:00<?]\rtrain motion:   0%| | 3/100000 [00:02]"
+    assert steps_done(bar, 100000) == 3 and steps_done(bar[:66], 100000) == 0
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    env = openmp_env(OMP_NUM_THREADS="1")
+    assert "OMP_WAIT_POLICY" not in env and env["OMP_NUM_THREADS"] == "1"
+    runs = {"in_process": [{"frames_per_second": f} for f in (10, 9, 11)],
+            "cli": [{"frames_per_second": f} for f in (8, 9, 30)],
+            "cli_passive_2threads": [{"frames_per_second": f} for f in (10, 10, 10)]}
+    row = summarise("idle", 1, runs)
+    assert row["cli"]["frames_per_second"] == 9 and row["cli_over_in_process"] == 0.9
+    assert row["target"] == {"ratio": "cli_over_in_process", "at_least": 0.85, "met": True}
