@@ -27,7 +27,7 @@ from common import batches, gray, load_pipeline, log, parser, setup, test_videos
 from digits import digit_sets, load_classifier
 from vidm.metrics import mse_per_frame
 from vidm.pipeline import to_uint8
-from vidm.sampling import SPACINGS
+from vidm.sampling import DEFAULT_SPACING, SPACINGS
 
 
 def decode(pipe, z: torch.Tensor) -> np.ndarray:
@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--context", type=int, default=10, help="real frames given (default 10)")
     p.add_argument("--steps", type=int, default=20, help="steps of the sampled prediction (default 20)")
     p.add_argument("--sampler", default="dpmpp_2m", help="sampler of the sampled prediction (default dpmpp_2m)")
-    p.add_argument("--spacing", default="linspace", choices=SPACINGS,
+    p.add_argument("--spacing", default=DEFAULT_SPACING, choices=SPACINGS,
                    help="where the sampled prediction's steps lie (default linspace, the pipeline's)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--data-seed", type=int, default=1, help="seed of the test sequences (default 1)")

@@ -224,9 +224,9 @@ def test_one_step_spacing_places_the_pipeline_steps_and_then_restores_them():
     pipe, seen = tiny_pipeline(), []
     hook = pipe.motion.register_forward_hook(lambda m, args, out: seen.append(int(args[1][0])))  # (x_t, t, ...)
     clips = frames(6, (1, 3, 32, 32))
-    with step_spacing("trailing"):
+    with step_spacing("linspace"):
         predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
-    assert seen == timesteps(1000, 4, "trailing")
+    assert seen == timesteps(1000, 4, "linspace")
     seen.clear()
     predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
     hook.remove()

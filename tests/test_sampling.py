@@ -30,8 +30,10 @@ def test_samplers_recover_a_gaussian_with_the_exact_denoiser(name):
 
 def test_timesteps():
     assert timesteps(1000, 1) == [999]
-    ts = timesteps(1000, 10)
+    ts = timesteps(1000, 10, "linspace")
     assert ts[0] == 999 and ts[-1] == 0 and len(set(ts)) == 10 and ts == sorted(ts, reverse=True)
+    # the default: no call is spent at t = 0, where the network only returns its input
+    assert timesteps(1000, 2) == [999, 499] and timesteps(1000, 10)[-1] == 99
     with pytest.raises(VidmError):
         timesteps(1000, 0)
 
@@ -52,7 +54,7 @@ def test_logsnr_spacing_is_even_in_log_snr():
     lam = 0.5 * torch.log(ac / (1 - ac))
     gaps = torch.diff(lam[timesteps(1000, 10, "logsnr", ac)])  # log-SNR rises as t falls
     assert gaps.max() / gaps.min() < 1.3, gaps  # even up to rounding t to whole steps
-    lin = torch.diff(lam[timesteps(1000, 10)])
+    lin = torch.diff(lam[timesteps(1000, 10, "linspace")])
     assert lin.max() / lin.min() > 3  # while linspace crowds the low-noise end into one big jump
 
 

@@ -2,7 +2,7 @@
 
 `denoise(x, t)` takes a batch and integer steps (B,) and returns predicted (x0, eps); the caller closes
 it over the conditioning. Every sampler makes exactly `steps` network calls, at the steps that
-`timesteps(..., spacing)` gives (keyword `spacing`, "linspace" by default).
+`timesteps(..., spacing)` gives (keyword `spacing`, DEFAULT_SPACING by default).
 """
 from __future__ import annotations
 
@@ -17,9 +17,14 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 
 
 SPACINGS = ("linspace", "logsnr", "trailing")
+# Trailing: with linspace, the last of few steps lands on t = 0, where the network returns its input, so
+# 2 steps made one useful call (the posterior mean from pure noise, a blur); motion frames built on that
+# blur faded into smears within 5 frames (docs/experiments.md, few steps). Trailing spends every call at a
+# noise level where it still decides something.
+DEFAULT_SPACING = "trailing"
 
 
-def timesteps(num_train_steps: int, steps: int, spacing: str = "linspace",
+def timesteps(num_train_steps: int, steps: int, spacing: str = DEFAULT_SPACING,
               alphas_cumprod: torch.Tensor | None = None) -> list[int]:
     """`steps` distinct integer steps from T-1 down, spaced as `spacing` says (see SPACINGS)."""
     if not 1 <= steps <= num_train_steps:
@@ -70,7 +75,7 @@ def _call(denoise: Denoise, x: torch.Tensor, t: int):
 
 @torch.no_grad()
 def ddim(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-         generator=None, eta: float = 0.0, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
+         generator=None, eta: float = 0.0, progress: Callable | None = None, spacing: str = DEFAULT_SPACING) -> torch.Tensor:
     """DDIM (Song et al. 2021); eta=0 is the deterministic ODE sampler, eta=1 is DDPM ancestral."""
     ts = timesteps(len(alphas_cumprod), steps, spacing, alphas_cumprod)
     for i, t in enumerate(ts):
@@ -87,14 +92,14 @@ def ddim(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps:
 
 
 def ddpm(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-         generator=None, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
+         generator=None, progress: Callable | None = None, spacing: str = DEFAULT_SPACING) -> torch.Tensor:
     """Ancestral sampling with the DDPM posterior variance (Ho et al. 2020) over any step subset."""
     return ddim(denoise, x, alphas_cumprod, steps, generator, eta=1.0, progress=progress, spacing=spacing)
 
 
 @torch.no_grad()
 def dpmpp_2m(denoise: Denoise, x: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-             generator=None, progress: Callable | None = None, spacing: str = "linspace") -> torch.Tensor:
+             generator=None, progress: Callable | None = None, spacing: str = DEFAULT_SPACING) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), multistep second order in log-SNR; deterministic."""
     ts = timesteps(len(alphas_cumprod), steps, spacing, alphas_cumprod)
     old_x0, h_last = None, None
