@@ -253,3 +253,33 @@ def test_cli_speed_reads_the_generate_line_and_the_training_bar(monkeypatch):
     row = summarise("idle", 1, runs)
     assert row["cli"]["frames_per_second"] == 9 and row["cli_over_in_process"] == 0.9
     assert row["target"] == {"ratio": "cli_over_in_process", "at_least": 0.85, "met": True}
+
+
+def test_ink_kept_counts_frames_with_half_of_frame_zeros_ink():
+    from digits import ink_kept
+
+    video = np.zeros((1, 4, 8, 8), np.uint8)
+    video[0, 0, :4, :4] = 255  # 16 ink pixels
+    video[0, 1, 2:6, 2:6] = 255  # moved: all 16 kept
+    video[0, 2, :2, :4] = 255  # 8: exactly half
+    video[0, 3, :2, :4] = 100  # faded below the ink level
+    assert ink_kept(video).tolist() == [[True, True, False]]
+
+
+def test_ablation_row_reads_each_measure_and_the_training_cost(tmp_path):
+    import json
+
+    from ablation import row
+
+    run = tmp_path / "plain"
+    run.mkdir()
+    (run / "training.json").write_text(json.dumps({"steps": 5000, "cpu_hours": 0.5}))
+    (run / "quality.json").write_text(json.dumps({"prediction": {"model": {"mse": {"mean": 150.0}}}}))
+    per = [0.5] + [0.3] * 8 + [0.2] + [0.1] * 10
+    (run / "overlap.json").write_text(json.dumps({"groups": {g: {"model_kept_per_future_frame": per}
+                                                             for g in ("cross", "apart")}}))
+    r = row(run)
+    assert r["steps_per_cpu_hour"] == 10_000 and r["mse_sample"] == 150.0 and r["mse_mean"] is None
+    assert (r["cross_t1"], r["cross_t10"], r["apart_t20"]) == (0.5, 0.2, 0.1)
+    assert "digits_mean" not in r  # not measured: the table shows "-"
+    assert row(tmp_path / "missing") is None
