@@ -193,6 +193,9 @@ def test_export_copies_the_models_without_training_state(trained, tmp_path):
     b = VIDMPipeline.from_pretrained(tmp_path / "full")(num_videos=1, num_frames=3, num_inference_steps=2,
                                                         seed=0).frames
     np.testing.assert_array_equal(a, b)
+    for stage in ("vae", "content", "motion"):  # the training record goes along, so the run can continue
+        record = json.loads((tmp_path / "half" / stage / "config.json").read_text())["trained"]
+        assert record["step"] == 4
 
 
 def test_init_from_starts_a_larger_model_as_the_trained_one(trained, tmp_path):
@@ -229,3 +232,31 @@ def test_init_from_a_model_that_does_not_fit_is_an_error(trained, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "do not fit the configured model (wrong shape" in err[0]
     assert not (tmp_path / "ft" / "motion").exists()
+
+
+def test_a_lost_run_continues_from_its_exported_weights_at_their_step(tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=4, warmup_steps=2)) == 0
+    record = json.loads((out / "vae" / "config.json").read_text())["trained"]
+    assert record["step"] == 4 and record["cpu_hours"] > 0 and record["continued_at"] == []
+    shutil.copytree(out / "vae", tmp_path / "exported")
+    shutil.rmtree(out)  # the run folder is gone; the exported weights remain
+    config = write_config(tmp_path, "vae", out, steps=7, warmup_steps=2)
+    assert run("train", "vae", "--config", config, "--continue-from", tmp_path / "exported") == 0
+    log = [json.loads(line) for line in (out / "vae" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [5, 6, 7]
+    assert log[0]["lr"] < log[1]["lr"] == log[2]["lr"]  # the fresh optimizer warms up again
+    assert log[0]["cpu_hours"] > record["cpu_hours"]  # the CPU time goes on from the record's
+    record = json.loads((out / "vae" / "config.json").read_text())["trained"]
+    assert record["step"] == 7 and record["continued_at"] == [4]
+    assert run("train", "vae", "--config", config, "--resume", "--continue-from", tmp_path / "exported") == 2
+    assert "choose one of --resume" in capsys.readouterr().err
+    bare = tmp_path / "bare"  # weights without a record (made before records were kept) cannot continue
+    shutil.copytree(tmp_path / "exported", bare)
+    meta = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({"kind": meta["kind"], "config": meta["config"]}))
+    shutil.rmtree(out)
+    assert run("train", "vae", "--config", config, "--continue-from", bare) == 2
+    assert "no training record" in capsys.readouterr().err

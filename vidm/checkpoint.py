@@ -42,6 +42,8 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
     """Writes folder/config.json and folder/model.safetensors, each via a temporary name.
 
     `dtype` (e.g. torch.float16) stores floating-point weights smaller; loading casts them back.
+    A model's `trained` record (the step and CPU-hours of the run that made it, see train.py) is kept in
+    config.json, so that exported weights can continue their run.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,9 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
                .contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp))
-    save_json({"kind": kind_of(model), "config": to_dict(model.config)}, folder / CONFIG_NAME)
+    record = getattr(model, "trained", None)
+    save_json({"kind": kind_of(model), "config": to_dict(model.config)} | ({"trained": record} if record else {}),
+              folder / CONFIG_NAME)
 
 
 def state_dict_mismatch(expected: dict, state: dict, optional: tuple[str, ...] = ()) -> str:
@@ -89,4 +93,5 @@ def load_model(folder: str | os.PathLike, kind: str | None = None, device="cpu")
     if mismatch:
         raise VidmError(f"{folder}: config.json does not match model.safetensors ({mismatch})")
     model.load_state_dict(state, strict=True)
+    model.trained = meta.get("trained")
     return model.to(device).eval()

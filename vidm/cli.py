@@ -162,7 +162,7 @@ def cmd_train(args) -> None:
     cfg = load_train_config(args.config)
     if cfg.stage != args.stage:
         raise VidmError(f"{args.config} is a '{cfg.stage}' config, not '{args.stage}'")
-    folder = train(cfg, resume=args.resume)
+    folder = train(cfg, resume=args.resume, continue_from=args.continue_from or "")
     print(f"trained {args.stage}: {folder}")
 
 
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=["vae", "content", "motion"])
     p.add_argument("--config", required=True, help="training config (JSON), e.g. configs/moving-mnist-64/vae.json")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
+    p.add_argument("--continue-from", metavar="DIR",
+                   help="go on from an exported model of this run (e.g. the shipped one) at its recorded step, "
+                        "with a fresh optimizer: for when the run folder is gone")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="copy a training run's EMA models into a model folder (no training state)")

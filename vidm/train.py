@@ -92,11 +92,14 @@ class TrainConfig:
     compile: bool = False
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then constant or a cosine decay to lr * min_lr_ratio at the last step."""
-    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+def learning_rate(cfg: TrainConfig, step: int, start: int = 0) -> float:
+    """Linear warm-up from `start` (0, or the step a run was continued at with a fresh optimizer), then
+    constant or a cosine decay to lr * min_lr_ratio at the last step."""
+    warm = min(1.0, (step - start + 1) / max(cfg.warmup_steps, 1))
     if cfg.lr_schedule == "constant" or step < cfg.warmup_steps:
         return cfg.lr * warm
+    if warm < 1:  # warming up again inside the decay: towards where the schedule is now
+        return warm * learning_rate(cfg, step)
     progress = (step - cfg.warmup_steps) / max(cfg.steps - 1 - cfg.warmup_steps, 1)
     low = cfg.min_lr_ratio
     return cfg.lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
@@ -400,12 +403,32 @@ def grows_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
             and old.shape[:1] + old.shape[2:] == new.shape[:1] + new.shape[2:])
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+def continue_run(model, ema, folder: str, kind: str) -> dict:
+    """Loads an exported model of this run (its EMA weights) into the model and the EMA; returns its
+    `trained` record, whose step the run goes on from (with a fresh optimizer)."""
+    source = load_model(folder, kind)
+    record = source.trained
+    if not record or "step" not in record:
+        raise VidmError(f"--continue-from {folder}: its config.json has no training record (step); "
+                        f"to start a new run from these weights use init_from in the config")
+    mismatch = state_dict_mismatch(model.state_dict(), source.state_dict())
+    if mismatch:
+        raise VidmError(f"--continue-from {folder}: its weights do not fit the configured model ({mismatch})")
+    model.load_state_dict(source.state_dict())
+    ema.module.load_state_dict(source.state_dict())
+    return record
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, continue_from: str = "") -> Path:
+    """Runs (or, with `resume`, resumes from its train_state.pt) a stage; `continue_from` goes on from an
+    exported model of the same run at its recorded step, where the run folder was lost."""
     device = dist.init()
     stage_dir = Path(cfg.out) / cfg.stage
     state_path = stage_dir / STATE_NAME
     if resume and not state_path.exists():
         raise VidmError(f"nothing to resume: {state_path} does not exist")
+    if resume and continue_from:
+        raise VidmError("choose one of --resume (the run folder's state) and --continue-from (exported weights)")
     if not resume and state_path.exists():
         raise VidmError(f"{stage_dir} already holds a run: pass --resume, or choose another 'out'")
 
@@ -422,6 +445,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                             fused=device.type == "cuda" or None)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup, warmup_power=cfg.ema_warmup_power)
     step, cpu_before = 0, 0.0  # CPU seconds of all processes in earlier runs of this stage
+    continued = []  # steps at which this run went on from exported weights with a fresh optimizer
+    if continue_from:
+        record = continue_run(model, ema, continue_from, STAGE_KINDS[cfg.stage])
+        step, cpu_before = record["step"], record.get("cpu_hours", 0.0) * 3600
+        continued = record.get("continued_at", []) + [step]
+        if dist.is_main():
+            print(f"continuing from {continue_from} at step {step} ({cpu_before / 3600:.2f} CPU-hours so far), "
+                  f"the optimizer warming up again", flush=True)
     if resume:
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -429,6 +460,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         cpu_before = state.get("cpu_seconds", 0.0)
+        continued = state.get("continued_at", [])
 
     world, rank = dist.world_size(), dist.rank()
     net = StageLoss(model, stage)
@@ -453,7 +485,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             indices = order.indices(step)
             draws = stage.draw(cfg.batch_size, g)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = learning_rate(cfg, step, continued[-1] if continued else 0)
         total = torch.zeros((), device=device)  # stays on the device: no host sync until a log line
         for m in range(cfg.accum_steps):
             lo = rank * local + m * micro
@@ -492,7 +524,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
             cpu = cpu_seconds()
             if dist.is_main():
-                save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device, cpu)
+                save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir, device, cpu, continued)
                 if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     save_model(ema.module, stage_dir / f"step-{step}")
             dist.barrier()
@@ -506,13 +538,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     return stage_dir
 
 
-def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device, cpu_seconds: float) -> None:
-    """The EMA model as a loadable folder, then the full training state; both written atomically."""
+def save_checkpoint(cfg, stage, model, ema, opt, step, stage_dir: Path, device, cpu_seconds: float,
+                    continued: list[int]) -> None:
+    """The EMA model as a loadable folder (with its training record), then the full training state; both
+    written atomically."""
     published = ema.module
+    published.trained = {"step": step, "cpu_hours": round(cpu_seconds / 3600, 4), "continued_at": continued}
     if cfg.stage == "vae":
         published.config.scale_factor = measure_scale_factor(published, stage, device)
         model.config.scale_factor = published.config.scale_factor
     save_model(published, stage_dir)
     with atomic_path(stage_dir / STATE_NAME) as tmp:
         torch.save({"model": model.state_dict(), "ema": published.state_dict(),
-                    "optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_seconds}, tmp)
+                    "optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_seconds,
+                    "continued_at": continued}, tmp)
