@@ -87,7 +87,8 @@ def row(folder: Path) -> dict | None:
     if training is None:
         return None
     r = {"name": folder.name, "steps": training["steps"], "cpu_hours": training["cpu_hours"],
-         "steps_per_cpu_hour": training["steps"] / training["cpu_hours"] if training["cpu_hours"] else None}
+         "steps_per_cpu_hour": training["steps"] / training["cpu_hours"] if training["cpu_hours"] else None,
+         "loss_curve": training.get("loss_curve", [])}
     r["mse_sample"] = quality["prediction"]["model"]["mse"]["mean"] if quality else None
     r["mse_mean"] = mean["prediction"]["model"]["mse"]["mean"] if mean else None
     for group in ("cross", "apart"):
@@ -129,7 +130,7 @@ def plot(rows: list[dict], path: Path) -> None:
                 ("apart_t10", "apart digits kept at t+10"), ("digits_mean", "kept over 64 frames, real frame 0")]
     fig, axes = plt.subplots(1, len(measures) + 1, figsize=(4 * (len(measures) + 1), 3.3))
     for r in rows:
-        curve = json.loads((OUT / r["name"] / "training.json").read_text())["loss_curve"]
+        curve = r["loss_curve"]
         axes[0].plot([c[1] for c in curve], [c[2] for c in curve], label=r["name"])
         for ax, (key, _) in zip(axes[1:], measures):
             if r.get(key) is not None:

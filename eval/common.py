@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # run as `python eval/x.py` from a source checkou
     sys.path.insert(0, str(ROOT))
 
 from vidm.config import save_json  # noqa: E402
+from vidm.threads import busy_and_total  # noqa: E402
 from vidm.data.moving_mnist import MovingMNIST, digits  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
@@ -105,9 +106,7 @@ def git_commit() -> str | None:
 
 
 def _system_busy_jiffies() -> int:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields]
-    return sum(values) - values[3] - values[4]  # minus idle and iowait
+    return busy_and_total()[0]  # all cores, minus idle and iowait
 
 
 def _own_jiffies() -> int:

@@ -59,12 +59,12 @@ def test_idle_cores_are_at_least_one_and_at_most_the_usable_ones():
 
 def test_idle_cores_leave_out_the_cores_other_processes_keep_busy(monkeypatch):
     readings = iter([(1000, 4000), (1000 + 150, 4000 + 200)])  # 2 cores: 150 of 200 jiffies busy
-    monkeypatch.setattr(threads, "_busy_and_total", lambda: next(readings))
+    monkeypatch.setattr(threads, "busy_and_total", lambda: next(readings))
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     assert threads.idle_cores(probe_seconds=0) == 1  # 1.5 busy cores round to 2: still one thread
     readings = iter([(0, 0), (10, 200)])
-    monkeypatch.setattr(threads, "_busy_and_total", lambda: next(readings))
+    monkeypatch.setattr(threads, "busy_and_total", lambda: next(readings))
     assert threads.idle_cores(probe_seconds=0) == 2
 
 

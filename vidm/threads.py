@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-def _busy_and_total() -> tuple[int, int] | None:
+def busy_and_total() -> tuple[int, int] | None:
     """Busy and total jiffies of all cores since boot, from /proc/stat (None where it cannot be read)."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -34,11 +34,11 @@ def usable_cores() -> int:
 def idle_cores(probe_seconds: float = 0.2) -> int:
     """The usable cores that other processes leave idle over a short probe, at least 1."""
     cores = usable_cores()
-    before = _busy_and_total()
+    before = busy_and_total()
     if before is None:
         return cores
     time.sleep(probe_seconds)
-    after = _busy_and_total()
+    after = busy_and_total()
     busy, total = after[0] - before[0], after[1] - before[1]
     if total <= 0:
         return cores
