@@ -33,10 +33,11 @@ MEASURES = [
 ]
 
 
-def pipeline_folder(tmp: Path, motion: Path, vae: Path) -> Path:
+def pipeline_folder(tmp: Path, vae: Path, content: Path, motion: Path) -> Path:
+    """A model folder of symlinks to the three stages' folders."""
     folder = tmp / "model"
     folder.mkdir()
-    for name, source in (("vae", vae), ("content", SHIPPED / "content"), ("motion", motion)):
+    for name, source in (("vae", vae), ("content", content), ("motion", motion)):
         (folder / name).symlink_to(source.resolve())
     return folder
 
@@ -63,7 +64,7 @@ def measure(args) -> None:
     save_json({"name": args.name, "motion": str(motion), "vae": str(vae), **training_cost(motion, args.steps, args.cpu_hours)},
               out / "training.json")
     with tempfile.TemporaryDirectory(prefix="vidm-ablation-") as tmp:
-        model = pipeline_folder(Path(tmp), motion, vae)
+        model = pipeline_folder(Path(tmp), vae=vae, content=SHIPPED / "content", motion=motion)
         for name, script, extra in MEASURES:
             if name == "quality_mean" and not has_predictor(motion):
                 continue  # the mean alone (--steps 0) needs a predictor

@@ -234,13 +234,13 @@ def test_one_step_spacing_places_the_pipeline_steps_and_then_restores_them():
 
 
 def test_cli_speed_reads_the_generate_line_and_the_training_bar(monkeypatch):
-    from cli_speed import openmp_env, parse_frames_per_second, steps_done, summarise
+    from cli_speed import openmp_env, parse_generate_line, steps_done, summarise
 
     line = ("wrote 4 videos of 16 frames to out/ in 12.3 s (5.2 frames/s, dpmpp_2m, 20 steps per frame, "
-            "first frame 20 steps, seed 0)\n")
-    assert parse_frames_per_second("loading\n" + line) == 5.2
+            "first frame 20 steps, seed 0, 2 threads)\n")
+    assert parse_generate_line("loading\n" + line) == {"frames_per_second": 5.2, "threads": 2}
     with pytest.raises(ValueError, match="frames/s"):
-        parse_frames_per_second("Traceback ...")
+        parse_generate_line("Traceback ...")
     bar = "encoding latents: 64/64\rtrain motion:   0%|   | 0/100000 [00:00<?]\rtrain motion:   0%| | 3/100000 [00:02]"
     assert steps_done(bar, 100000) == 3 and steps_done(bar[:66], 100000) == 0
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
@@ -253,6 +253,9 @@ def test_cli_speed_reads_the_generate_line_and_the_training_bar(monkeypatch):
     row = summarise("idle", 1, runs)
     assert row["cli"]["frames_per_second"] == 9 and row["cli_over_in_process"] == 0.9
     assert row["target"] == {"ratio": "cli_over_in_process", "at_least": 0.85, "met": True}
+    assert not row["cli"]["upper_bound"]
+    runs["in_process"][0]["timed_out"] = True  # a stopped run makes its median an upper bound
+    assert summarise("idle", 1, runs)["in_process"]["upper_bound"]
 
 
 def test_ink_kept_counts_frames_with_half_of_frame_zeros_ink():
@@ -283,3 +286,20 @@ def test_ablation_row_reads_each_measure_and_the_training_cost(tmp_path):
     assert (r["cross_t1"], r["cross_t10"], r["apart_t20"]) == (0.5, 0.2, 0.1)
     assert "digits_mean" not in r  # not measured: the table shows "-"
     assert row(tmp_path / "missing") is None
+
+
+def test_content_variant_row_reads_first_frames_and_the_training_cost(tmp_path):
+    import json
+
+    from content_variants import row
+
+    run = tmp_path / "attn8"
+    run.mkdir()
+    (run / "training.json").write_text(json.dumps({"steps": 5000, "cpu_hours": 0.75}))
+    assert row(run, {}) is None  # not measured yet
+    digits = {"0": 0.05, "1": 0.3, "2": 0.6, "3+": 0.05}
+    (run / "first_frames.json").write_text(json.dumps({"generated": {
+        "digits": digits, "translation_ceiling": {"1px": 0.8, "2px": 0.75, "4px": 0.7}}}))
+    r = row(run, {"attn8": 120.0})
+    assert (r["two_digits"], r["one_digit"], r["speed"]) == (0.6, 0.3, 120.0)
+    assert r["ceiling"] == "80% / 75% / 70%" and row(run, {})["speed"] is None

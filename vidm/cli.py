@@ -103,6 +103,8 @@ def video_paths(out: Path, count: int, fmt: str, stem: str = "video") -> list[Pa
 
 
 def cmd_generate(args) -> None:
+    import torch
+
     from .video_io import read_image
 
     first = read_image(args.first_frame) if args.first_frame else None
@@ -118,7 +120,7 @@ def cmd_generate(args) -> None:
     first_steps = "first frame given" if first is not None else f"first frame {args.content_steps} steps"
     print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
           f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, {args.steps} steps per frame, "
-          f"{first_steps}, seed {args.seed})")
+          f"{first_steps}, seed {args.seed}, {torch.get_num_threads()} threads)")
 
 
 def cmd_extend(args) -> None:
