@@ -1,7 +1,7 @@
 """Content models compared per CPU-hour: first frames read as two digits, translation ceiling, speed.
 
-`measure` puts a trained content model beside the shipped VAE and motion model (a pipeline folder of
-symlinks) and runs `eval/first_frames.py` on it (512 first frames, 20 dpmpp_2m steps); `speed` times
+`measure` puts a trained content model beside its VAE (default: the shipped one) and the shipped motion model (a pipeline folder of
+symlinks) and runs `eval/first_frames.py` on it (512 first frames, 20 ancestral ddpm steps); `speed` times
 each measured model's first frames alone (batch 64, 20 steps, one thread, the models interleaved, on an
 idle machine); `table` gathers them with each run's training cost (steps and CPU-hours from its
 log.jsonl) into eval/results/content/table.md.
@@ -26,18 +26,18 @@ from common import RESULTS, ROOT, CpuMonitor, log, wait_for_idle_cpu, write_resu
 from vidm.config import save_json
 
 OUT = RESULTS / "content"
-FIRST_FRAMES = ["--num", "512", "--steps", "20", "--sampler", "dpmpp_2m"]
-SPEED = {"batch": 64, "steps": 20, "sampler": "dpmpp_2m", "threads": 1}
+FIRST_FRAMES = ["--num", "512", "--steps", "20", "--sampler", "ddpm"]
+SPEED = {"batch": 64, "steps": 20, "sampler": "ddpm", "threads": 1}
 
 
 def measure(args) -> None:
     out = OUT / args.name
     out.mkdir(parents=True, exist_ok=True)
     content = Path(args.content)
-    save_json({"name": args.name, "content": str(content), **training_cost(content, args.steps, args.cpu_hours)},
-              out / "training.json")
+    save_json({"name": args.name, "content": str(content), "vae": args.vae,
+               **training_cost(content, args.steps, args.cpu_hours)}, out / "training.json")
     with tempfile.TemporaryDirectory(prefix="vidm-content-") as tmp:
-        model = pipeline_folder(Path(tmp), vae=SHIPPED / "vae", content=content, motion=SHIPPED / "motion")
+        model = pipeline_folder(Path(tmp), vae=Path(args.vae), content=content, motion=SHIPPED / "motion")
         cmd = [sys.executable, str(ROOT / "eval" / "first_frames.py"), "--model", str(model),
                "--threads", str(args.threads), "--out", str(out / "first_frames.json"), *FIRST_FRAMES]
         log(f"{args.name}: first frames")
@@ -71,7 +71,8 @@ def speed(args) -> None:
     for folder in sorted(OUT.iterdir()):
         training = folder / "training.json"
         if training.is_file():
-            runs[folder.name] = Path(json.loads(training.read_text())["content"])
+            # recorded as given to `measure`, which runs in eval/
+            runs[folder.name] = ROOT / "eval" / json.loads(training.read_text())["content"]
     seconds = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, content in runs.items():
@@ -121,6 +122,7 @@ def main() -> None:
     m = sub.add_parser("measure", help="first frames of one trained content model")
     m.add_argument("--name", required=True)
     m.add_argument("--content", required=True, help="the run's content folder (config.json, model.safetensors)")
+    m.add_argument("--vae", default=str(SHIPPED / "vae"), help="the VAE it was trained on (default: the shipped)")
     m.add_argument("--steps", type=int, help="training steps of a model without log.jsonl")
     m.add_argument("--cpu-hours", type=float, help="its training CPU-hours")
     m.add_argument("--threads", type=int, default=1)

@@ -24,6 +24,7 @@ from common import (CACHE, batches, digits_id, gray, load_pipeline, log, parser,
                     write_result)
 from vidm.atomic import atomic_path
 from vidm.data.moving_mnist import MovingMNIST
+from vidm.pipeline import CONTENT_SAMPLER
 
 VERSION = 1  # bump when the network or its training changes, so that a cached classifier is not reused
 TRAIN_VIDEOS, TRAIN_FRAMES, TRAIN_SEED = 3000, 20, 100  # classifier data: every frame of these train videos
@@ -220,7 +221,8 @@ def main() -> None:
     label += ", real first frames" if args.first_frame == "real" else ""
     result = {"videos": args.videos, "frames": args.frames, "first_frame": args.first_frame,
               "sampler": args.sampler, "steps": args.steps,
-              "content_steps": args.content_steps or args.steps, "generation_seconds": took(),
+              "content_steps": args.content_steps or args.steps, "content_sampler": CONTENT_SAMPLER,
+              "generation_seconds": took(),
               "classifier": {"trained_on": f"every frame of MovingMNIST('train', frames={TRAIN_FRAMES}, "
                                           f"seed={TRAIN_SEED}) videos 0..{TRAIN_VIDEOS - 1}",
                              "exact_set_accuracy_real_test_frames": exact, "test_frames": len(x)},

@@ -14,6 +14,7 @@ import numpy as np
 
 from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
 from digits import count_shares, digit_sets, load_classifier, translation_ceiling
+from vidm.pipeline import CONTENT_SAMPLER
 
 
 def digit_counts(net, frames: np.ndarray) -> dict:
@@ -29,7 +30,7 @@ def main() -> None:
     p = parser("First frames: digits named and translation ceiling, generated against real.", "first_frames.json")
     p.add_argument("--num", type=int, default=512, help="first frames of each kind")
     p.add_argument("--steps", type=int, default=20, help="denoising steps of the content model")
-    p.add_argument("--sampler", default="dpmpp_2m")
+    p.add_argument("--sampler", default=CONTENT_SAMPLER, help=f"of the first frame (default {CONTENT_SAMPLER})")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--data-seed", type=int, default=5, help="seed of the real test videos")
     args = p.parse_args()
@@ -46,8 +47,8 @@ def main() -> None:
     generated = np.empty_like(real)
     with timer() as took:
         for lo, hi in batches(args.num, args.batch):
-            generated[lo:hi] = gray(pipe(num_videos=hi - lo, num_frames=1, num_inference_steps=args.steps,
-                                         sampler=args.sampler, seed=args.seed + lo).frames)[:, 0]
+            generated[lo:hi] = gray(pipe(num_videos=hi - lo, num_frames=1, content_steps=args.steps,
+                                         content_sampler=args.sampler, seed=args.seed + lo).frames)[:, 0]
     result = {"num": args.num, "steps": args.steps, "sampler": args.sampler, "generation_seconds": took(),
               "real": describe(net, real), "real_through_vae": describe(net, through_vae),
               "generated": describe(net, generated)}

@@ -103,6 +103,17 @@ def test_content_steps_apply_to_the_first_frame_only(pipe):
     assert not np.array_equal(out[:, 0], same[:, 0])  # a different first frame, from more content steps
 
 
+def test_the_content_sampler_draws_the_first_frame_only(pipe):
+    args = dict(num_videos=2, num_frames=3, num_inference_steps=2, seed=0, output_type="latent")
+    ancestral = pipe(**args).frames  # the default: ddpm for the first frame
+    np.testing.assert_array_equal(pipe(**args, content_sampler="ddpm").frames, ancestral)
+    ode = pipe(**args, content_sampler="ddim").frames
+    assert not torch.equal(ode[:, 0], ancestral[:, 0])
+    # the next frames' sampler is `sampler`: from the same first frame they come out the same
+    first = pipe(**args, content_sampler="ddim", sampler="ddim").frames
+    np.testing.assert_array_equal(first[:, 0], ode[:, 0])
+
+
 def test_temperature_scales_the_next_frames_noise_and_defaults_to_the_models(pipe):
     args = dict(num_videos=2, num_frames=3, num_inference_steps=2, seed=0)
     plain = pipe(**args).frames
@@ -124,6 +135,7 @@ def test_temperature_scales_the_next_frames_noise_and_defaults_to_the_models(pip
     (dict(content_steps=0), "content_steps"),
     (dict(num_videos=0), "num_videos"),
     (dict(sampler="euler"), "unknown sampler"),
+    (dict(content_sampler="euler"), "unknown sampler"),
     (dict(output_type="pil"), "output_type"),
     (dict(first_frame=np.zeros((0, 10, 3), np.uint8)), "empty"),
     (dict(first_frame=np.zeros((10, 10, 3), np.float32)), "uint8"),

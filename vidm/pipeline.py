@@ -21,6 +21,10 @@ from .sampling import get_sampler, randn_like
 from .video_io import fit_frames
 
 STAGES = ("vae", "content", "motion")
+# The first frame is drawn from nothing but noise, where a stochastic sampler's fresh noise corrects the
+# content model's errors: with the shipped model, ancestral steps gave two readable digits in 52% / 56% of
+# first frames at 20 / 50 steps, dpmpp_2m 46% / 44% (eval/first_frames.py, 512 frames; docs/experiments.md).
+CONTENT_SAMPLER = "ddpm"
 
 
 @dataclasses.dataclass
@@ -129,14 +133,16 @@ class VIDMPipeline:
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
                labels=None, output_type: str = "np", progress: bool = False,
-               content_steps: int | None = None, temperature: float | None = None) -> Iterator:
+               content_steps: int | None = None, temperature: float | None = None,
+               content_sampler: str = CONTENT_SAMPLER) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
         Memory stays flat however long the video: only z_0 and the last max(context_offsets) latents are kept.
         With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
         `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
-        frame alone, which is made once per video and, unlike the next ones, from nothing but noise.
+        frame alone, which is made once per video and, unlike the next ones, from nothing but noise;
+        `content_sampler` draws it (default ancestral "ddpm", see CONTENT_SAMPLER), `sampler` the next ones.
         `temperature` scales the noise each next frame starts from (default: the motion model's
         sample_temperature); below 1 keeps frames nearer the predictor's mean.
         Bad arguments raise here, before the first frame is asked for.
@@ -145,9 +151,10 @@ class VIDMPipeline:
         self._check(num_videos, num_frames, num_inference_steps,
                     self._content_steps(num_inference_steps, content_steps), temperature)
         get_sampler(sampler)
+        get_sampler(content_sampler)
         return self._frames(self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
-                                          sampler, generator, seed, labels, progress, content_steps, temperature),
-                            output_type)
+                                          sampler, generator, seed, labels, progress, content_steps, temperature,
+                                          content_sampler), output_type)
 
     def _frames(self, latents: Iterator[torch.Tensor], output_type: str) -> Iterator:
         for latent in latents:
@@ -162,12 +169,13 @@ class VIDMPipeline:
                  num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
                  seed: int | None = None, labels=None, output_type: str = "np",
                  progress: bool = False, content_steps: int | None = None,
-                 temperature: float | None = None) -> VIDMPipelineOutput:
+                 temperature: float | None = None, content_sampler: str = CONTENT_SAMPLER) -> VIDMPipelineOutput:
         """Generates whole videos; see `stream` for the arguments. Decodes all frames in one batch."""
         _check_output_type(output_type)
         latents = torch.stack(list(self._latents(num_videos, num_frames, first_frame, context,
                                                  num_inference_steps, sampler, generator, seed, labels,
-                                                 progress, content_steps, temperature)), dim=1)  # (B, T, c, h, w)
+                                                 progress, content_steps, temperature, content_sampler)),
+                              dim=1)  # (B, T, c, h, w)
         if output_type == "latent":
             return VIDMPipelineOutput(latents)
         with torch.inference_mode():
@@ -212,10 +220,11 @@ class VIDMPipeline:
 
     @torch.inference_mode()
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
-                 labels, progress, content_steps=None, temperature=None) -> Iterator[torch.Tensor]:
+                 labels, progress, content_steps=None, temperature=None,
+                 content_sampler: str = CONTENT_SAMPLER) -> Iterator[torch.Tensor]:
         content_steps = self._content_steps(steps, content_steps)
         self._check(num_videos, num_frames, steps, content_steps, temperature)
-        sampler = get_sampler(sampler_name)
+        sampler, first_sampler = get_sampler(sampler_name), get_sampler(content_sampler)
         gens = make_generators(num_videos, seed, generator)
         num_classes = self.content.config.unet.num_classes
         if num_classes and labels is None:
@@ -241,7 +250,7 @@ class VIDMPipeline:
                 bar.update(content_steps)
             else:
                 content = self.content.denoiser(labels)
-                z0 = sampler(content, randn_like(torch.empty(shape, device=device), gens),
+                z0 = first_sampler(content, randn_like(torch.empty(shape, device=device), gens),
                              self.content.diffusion.alphas_cumprod, content_steps, gens, progress=tick)
             yield z0
             past, start, end = [z0], 1, num_frames
