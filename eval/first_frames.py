@@ -6,7 +6,7 @@ reports how many digits the classifier of eval/digits.py names, and the *transla
 share of frames whose digit set survives a shift by 1, 2 or 4 px, i.e. what a motion model that moved
 the digits perfectly would keep at the next frame.
 
-    python eval/first_frames.py --num 512 --steps 20
+    python eval/first_frames.py --num 512
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
 from digits import count_shares, digit_sets, load_classifier, translation_ceiling
-from vidm.pipeline import CONTENT_SAMPLER
+from vidm.pipeline import CONTENT_SAMPLER, CONTENT_STEPS
 
 
 def digit_counts(net, frames: np.ndarray) -> dict:
@@ -29,7 +29,8 @@ def describe(net, frames: np.ndarray) -> dict:
 def main() -> None:
     p = parser("First frames: digits named and translation ceiling, generated against real.", "first_frames.json")
     p.add_argument("--num", type=int, default=512, help="first frames of each kind")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps of the content model")
+    p.add_argument("--steps", type=int, default=CONTENT_STEPS,
+                   help=f"denoising steps of the content model (default {CONTENT_STEPS}, vidm generate's)")
     p.add_argument("--sampler", default=CONTENT_SAMPLER, help=f"of the first frame (default {CONTENT_SAMPLER})")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--data-seed", type=int, default=5, help="seed of the real test videos")

@@ -211,7 +211,7 @@ def add_sampling_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .pipeline import CONTENT_SAMPLER
+    from .pipeline import CONTENT_SAMPLER, CONTENT_STEPS
     from .sampling import SAMPLERS
     from .video_io import FORMATS
 
@@ -225,10 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-frame", help="an image to start from (any size or mode; resized + center-cropped)")
     p.add_argument("--out", default="samples", help="output folder (default ./samples)")
     p.add_argument("--format", choices=FORMATS, default="mp4", help="default mp4; png writes a folder of frames per video")
-    # The first frame comes from noise alone: 100 steps for it add 6% to the network calls of a 64-frame
-    # video at 20 steps and bring the proxy Frechet distance from 3.71 to 2.79 (docs/benchmarks.md).
-    p.add_argument("--content-steps", type=positive_int, default=100,
-                   help="denoising steps for the generated first frame (default 100)")
+    # The first frame comes from noise alone and gets more steps than the frames after it (CONTENT_STEPS).
+    p.add_argument("--content-steps", type=positive_int, default=CONTENT_STEPS,
+                   help=f"denoising steps for the generated first frame (default {CONTENT_STEPS})")
     p.add_argument("--content-sampler", choices=sorted(SAMPLERS), default=CONTENT_SAMPLER,
                    help=f"sampler of the generated first frame (default {CONTENT_SAMPLER}: more of its "
                         "first frames show readable digits than with a deterministic one)")

@@ -22,9 +22,11 @@ from .video_io import fit_frames
 
 STAGES = ("vae", "content", "motion")
 # The first frame is drawn from nothing but noise, where a stochastic sampler's fresh noise corrects the
-# content model's errors: with the shipped model, ancestral steps gave two readable digits in 52% / 56% of
-# first frames at 20 / 50 steps, dpmpp_2m 46% / 44% (eval/first_frames.py, 512 frames; docs/experiments.md).
+# content model's errors: with the shipped model, ancestral steps gave two readable digits in 52% / 56% / 51%
+# of first frames at 20 / 50 / 100 steps, dpmpp_2m 46% / 44% / 43% (eval/first_frames.py, 512 frames;
+# docs/experiments.md). The command line and the demo take the middle step count, which measured best.
 CONTENT_SAMPLER = "ddpm"
+CONTENT_STEPS = 50
 
 
 @dataclasses.dataclass

@@ -11,15 +11,12 @@ import gradio as gr
 import numpy as np
 
 from ..errors import VidmError
-from ..pipeline import VIDMPipeline
+from ..pipeline import CONTENT_STEPS, VIDMPipeline
 from ..sampling import SAMPLERS
 from ..video_io import fit_frames
 from .inputs import CLIP_SUFFIXES, Limits, check_request, load_clip, load_image
 from .results import Recorder, tile
 
-# `vidm generate`'s default: the first frame comes from noise alone and needs more steps than the
-# strongly conditioned frames after it (docs/benchmarks.md).
-CONTENT_STEPS = 100
 FPS = 8.0
 # Everything the page shows is drawn from files on this server: system fonts, no web fonts.
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
