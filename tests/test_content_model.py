@@ -27,7 +27,7 @@ def test_a_tiny_class_conditional_content_model_draws_the_class_it_is_given():
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps = model.diffusion.num_train_steps
     first_loss = None
-    for _ in range(300):
+    for _ in range(200):
         labels = torch.randint(0, 2, (16,))
         z0 = class_pattern(labels)
         loss = model.loss(z0, torch.randint(0, steps, (16,)), torch.randn_like(z0), labels)
