@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from vidm.cli import default_model_dir
-from vidm.pipeline import VIDMPipeline
+from vidm.pipeline import CONTENT_SAMPLER, CONTENT_STEPS, VIDMPipeline
 from vidm.video_io import write_video
 
 
@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--sampler", default="dpmpp_2m")
+    parser.add_argument("--content-steps", type=int, default=CONTENT_STEPS, help="vidm generate's default")
+    parser.add_argument("--content-sampler", default=CONTENT_SAMPLER, help="vidm generate's default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=4, help="sheet shows every n-th frame")
     parser.add_argument("--out", default="docs/samples", help="writes OUT.png and OUT.gif")
@@ -31,7 +33,8 @@ def main() -> None:
     pipe = VIDMPipeline.from_pretrained(args.model or default_model_dir())
     with torch.inference_mode():
         frames = pipe(num_videos=args.num_videos, num_frames=args.frames, num_inference_steps=args.steps,
-                      sampler=args.sampler, seed=args.seed, progress=True).frames  # (B, T, H, W, 3)
+                      sampler=args.sampler, seed=args.seed, progress=True, content_steps=args.content_steps,
+                      content_sampler=args.content_sampler).frames  # (B, T, H, W, 3)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet = np.concatenate([np.concatenate(list(video[::args.every]), axis=1) for video in frames], axis=0)
