@@ -11,7 +11,7 @@ at batch 1 and 16, all cores, the settings interleaved on an idle machine (eval/
     python eval/content_variants.py measure --name attn8 --content runs/content/attn8/content
     python eval/content_variants.py speed
     python eval/content_variants.py table
-    python eval/content_variants.py video --content runs/moving-mnist-64-content-wide-p2/content
+    python eval/content_variants.py video --content runs/moving-mnist-64/content
 """
 from __future__ import annotations
 
