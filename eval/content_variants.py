@@ -5,7 +5,7 @@ symlinks) and runs `eval/first_frames.py` on it (512 first frames, 20 ancestral 
 each measured model's first frames alone (batch 64, 20 steps, one thread, the models interleaved, on an
 idle machine); `table` gathers them with each run's training cost (steps and CPU-hours from its
 log.jsonl) into eval/results/content/table.md. `video` times whole 64-frame videos (first frame, 63 motion
-frames at `vidm generate`'s defaults, VAE decode) with a candidate content model against the shipped one,
+frames at `vidm generate`'s defaults, VAE decode) with a candidate content model against a baseline (default: the shipped one),
 at batch 1 and 16, all cores, the settings interleaved on an idle machine (eval/results/content/video_speed.json).
 
     python eval/content_variants.py measure --name attn8 --content runs/content/attn8/content
@@ -106,13 +106,13 @@ COLUMNS = [("name", "run", "{}"), ("steps", "steps", "{:,}"), ("cpu_hours", "CPU
            ("ceiling", "ceiling 1 / 2 / 4 px", "{}"), ("speed", "first frames/s", "{:.1f}")]
 
 
-def video_settings(candidate: Path) -> dict:
-    """The first-frame settings timed by `video`: the shipped content model as `vidm generate` drew the first
-    frame before session 8 (100 dpmpp_2m steps) and today (CONTENT_SAMPLER x CONTENT_STEPS), and the candidate."""
+def video_settings(baseline: Path, candidate: Path) -> dict:
+    """The first-frame settings timed by `video`: the baseline content model at 100 dpmpp_2m steps (`vidm
+    generate`'s first frame before CONTENT_SAMPLER x CONTENT_STEPS) and at today's default, and the candidate."""
     from vidm.pipeline import CONTENT_SAMPLER, CONTENT_STEPS
 
-    return {"shipped, 100 dpmpp_2m": (SHIPPED / "content", "dpmpp_2m", 100),
-            f"shipped, {CONTENT_STEPS} {CONTENT_SAMPLER}": (SHIPPED / "content", CONTENT_SAMPLER, CONTENT_STEPS),
+    return {"baseline, 100 dpmpp_2m": (baseline, "dpmpp_2m", 100),
+            f"baseline, {CONTENT_STEPS} {CONTENT_SAMPLER}": (baseline, CONTENT_SAMPLER, CONTENT_STEPS),
             f"candidate, {CONTENT_STEPS} {CONTENT_SAMPLER}": (candidate, CONTENT_SAMPLER, CONTENT_STEPS)}
 
 
@@ -122,17 +122,18 @@ def video(args) -> None:
 
     from vidm.pipeline import VIDMPipeline
 
-    settings = video_settings(Path(args.content))
+    settings = video_settings(Path(args.baseline), Path(args.content))
     pipes = {}
     with tempfile.TemporaryDirectory(prefix="vidm-video-speed-") as tmp:
         for i, (name, (content, _, _)) in enumerate(settings.items()):
             (Path(tmp) / str(i)).mkdir()
             folder = pipeline_folder(Path(tmp) / str(i), vae=SHIPPED / "vae", content=content, motion=SHIPPED / "motion")
             pipes[name] = VIDMPipeline.from_pretrained(folder)
-    seconds = {f"{name} @ batch {b}": [] for b in args.batches for name in settings}
+    seconds, fps = {}, {}
     for b in args.batches:
         for name, pipe in pipes.items():  # warm-up: the first call of a shape pays for allocations
             pipe(num_videos=b, num_frames=2, content_sampler=settings[name][1], content_steps=2, seed=0)
+        keys = {name: f"{name} @ batch {b}" for name in pipes}
         for _ in range(args.rounds):
             for name, pipe in pipes.items():
                 _, sampler, steps = settings[name]
@@ -141,12 +142,13 @@ def video(args) -> None:
                 monitor = CpuMonitor()
                 start = time.perf_counter()
                 pipe(num_videos=b, num_frames=args.frames, content_sampler=sampler, content_steps=steps, seed=0)
-                seconds[f"{name} @ batch {b}"].append(time.perf_counter() - start)
-                log(f"{name} @ batch {b}: {b * args.frames / seconds[f'{name} @ batch {b}'][-1]:.2f} frames/s "
+                seconds.setdefault(keys[name], []).append(time.perf_counter() - start)
+                log(f"{keys[name]}: {b * args.frames / seconds[keys[name]][-1]:.2f} frames/s "
                     f"(other processes {monitor.other_percent():.0f}% of the CPU)")
-    fps = {key: int(key.rsplit(" ", 1)[1]) * args.frames / statistics.median(s) for key, s in seconds.items()}
-    result = {"frames": args.frames, "waited_for_idle": not args.no_wait, "threads": torch.get_num_threads(), "candidate": str(args.content),
-              "frames_per_second": fps, "seconds": seconds}
+        fps.update({key: b * args.frames / statistics.median(seconds[key]) for key in keys.values()})
+    result = {"frames": args.frames, "waited_for_idle": not args.no_wait, "threads": torch.get_num_threads(),
+              "baseline": str(args.baseline), "candidate": str(args.content), "frames_per_second": fps,
+              "seconds": seconds}
     print(write_result(OUT / "video_speed.json", result, args))
 
 
@@ -176,8 +178,10 @@ def main() -> None:
     s = sub.add_parser("speed", help="time every measured model's first frames (needs an idle machine)")
     s.add_argument("--rounds", type=int, default=2)
     sub.add_parser("table", help="gather the measured runs into eval/results/content/table.md")
-    v = sub.add_parser("video", help="whole videos with a candidate content model against the shipped one (idle machine)")
+    v = sub.add_parser("video", help="whole videos with a candidate content model against a baseline (idle machine)")
     v.add_argument("--content", required=True, help="the candidate's content folder")
+    v.add_argument("--baseline", default=str(SHIPPED / "content"), help="the content folder it is timed against "
+                   "(default: the shipped one)")
     v.add_argument("--frames", type=int, default=64)
     v.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     v.add_argument("--rounds", type=int, default=2)
