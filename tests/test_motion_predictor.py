@@ -1,4 +1,4 @@
-"""The predictor-plus-residual motion model, reference attention, rollout training and warm starts."""
+"""The predictor-plus-residual motion model, reference attention, its training and warm starts."""
 import json
 
 import numpy as np
@@ -10,11 +10,11 @@ from vidm.config import MotionConfig, UNetConfig
 from vidm.errors import VidmError
 from vidm.motion_model import MotionModel
 from vidm.pipeline import VIDMPipeline
-from vidm.train import MotionStage, TrainConfig, warm_start
+from vidm.train import warm_start
 from vidm.unet import UNet
 
 from conftest import TINY_UNET, tiny_pipeline
-from test_train_and_cli import DATA, MODELS, run, write_config
+from test_train_and_cli import MODELS, run, write_config
 
 PREDICTOR = {**TINY_UNET, "in_channels": 12, "out_channels": 4, "reference_levels": (0, 1), "reference_channels": 4}
 
@@ -171,83 +171,20 @@ def test_warm_start_adds_zero_inputs_so_the_new_model_computes_what_the_old_one_
                                    old(x, t, first, context, k, aug))
 
 
-def motion_stage(tmp_path, **overrides):
-    """A MotionStage on 6 tiny Moving MNIST clips with the tiny VAE trained by the CLI."""
+def test_training_clips_must_fit_max_frames(tmp_path):
     out = tmp_path / "run"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
-    model_cfg = {"unet": {**TINY_UNET, "in_channels": 4, "cond_channels": 16}, "predictor": PREDICTOR,
-                 "context_frames": 2, "max_frames": 8}
-    cfg = TrainConfig(stage="motion", out=str(out), model=model_cfg, data=DATA, **overrides)
-    from vidm.checkpoint import build
-    from vidm.data.sources import DataConfig
-    cfg.data = DataConfig(**DATA)
-    torch.manual_seed(0)
-    model = perturb_zero_weights(build("motion", model_cfg))
-    return MotionStage(cfg, model, torch.device("cpu")), model
-
-
-def test_rollout_context_is_made_by_the_predictor_only_where_drawn(tmp_path):
-    stage, model = motion_stage(tmp_path, rollout_frames=3, rollout_prob=1.0)
-    g = torch.Generator().manual_seed(0)
-    draws = stage.draw(4, g)
-    draws["k"] = torch.tensor([1, 2, 5, 5])
-    draws["rollout"] = torch.tensor([True, True, True, False])
-    videos = torch.tensor([0, 1, 2, 3])
-    from vidm.train import select_frames
-    _, _, real = select_frames(stage.latents, videos, draws["k"], 2)
-    rolled = stage.rolled_context(model, videos, draws, stage.latents[videos, 0].float(), real, None)
-    torch.testing.assert_close(rolled[0], real[0])  # k = 1: nothing before it to predict
-    torch.testing.assert_close(rolled[1, 0], real[1, 0])  # k = 2: frame 0 real, frame 1 predicted
-    assert not torch.allclose(rolled[1, 1], real[1, 1])
-    assert not torch.allclose(rolled[2], real[2])  # k = 5: frames 3 and 4 predicted
-    torch.testing.assert_close(rolled[3], real[3])  # not drawn for a rollout
-    assert torch.isfinite(stage.loss(model, videos.numpy(), draws))
-
-
-def test_sampled_rollouts_add_the_residual_that_generation_would_sample(tmp_path):
-    stage, model = motion_stage(tmp_path, rollout_frames=2, rollout_prob=1.0, rollout_sample_steps=2)
-    model.config.sample_temperature = 0.5
-    draws = stage.draw(2, torch.Generator().manual_seed(0))
-    draws["k"] = torch.tensor([2, 4])
-    videos = torch.tensor([0, 1])
-    from vidm.sampling import dpmpp_2m
-    from vidm.train import select_frames
-    first, _, real = select_frames(stage.latents, videos, draws["k"], 2)
-    rolled = stage.rolled_context(model, videos, draws, first, real, None)
-    # frame k - 1 by hand: its real context, the predictor's mean, then 2 solver steps from noise * 0.5
-    p = draws["k"] - 1
-    _, _, ctx = select_frames(stage.latents, videos, p, 2)
-    level = torch.full((2,), model.config.aug_sample_level)
-    with torch.no_grad():
-        ctx = model.augment(ctx, level, draws["rollout_noise"][:, 0])
-        mean = model.predict(first, ctx, p, level)
-        frame = model.denoise_from(0.5 * draws["rollout_sample_noise"][:, 0], dpmpp_2m, 2, first, ctx, p, level, mean)
-    torch.testing.assert_close(rolled[:, 1], frame)
-    torch.testing.assert_close(rolled[:, 0], real[:, 0])  # frame k - 2 stays real with rollout_frames 2
-    assert not torch.allclose(frame, mean)
-
-
-def test_rollout_sample_steps_cannot_be_negative(tmp_path):
-    with pytest.raises(VidmError, match="rollout_sample_steps"):
-        motion_stage(tmp_path, rollout_frames=2, rollout_sample_steps=-1)
-
-
-def test_rollout_needs_a_predictor_and_clips_must_fit_max_frames(tmp_path):
-    out = tmp_path / "run"
-    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
-    cfg = write_config(tmp_path, "motion", out, rollout_frames=2)
-    assert run("train", "motion", "--config", cfg) == 2
     short = {**MODELS["motion"], "max_frames": 4}  # the clips have 6 frames
     cfg = write_config(tmp_path, "motion", out, model=short)
     assert run("train", "motion", "--config", cfg) == 2
 
 
-def test_training_with_a_predictor_and_rollouts_runs_and_logs_the_ema_decay(tmp_path):
+def test_training_with_a_predictor_runs_and_logs_the_ema_decay(tmp_path):
     out = tmp_path / "run"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
     model_cfg = {"unet": {**TINY_UNET, "in_channels": 4, "cond_channels": 16}, "predictor": PREDICTOR,
                  "context_frames": 2, "max_frames": 8}
-    cfg = write_config(tmp_path, "motion", out, model=model_cfg, rollout_frames=3, ema_warmup_power=0.75,
+    cfg = write_config(tmp_path, "motion", out, model=model_cfg, ema_warmup_power=0.75,
                        snapshot_every=2)
     assert run("train", "motion", "--config", cfg) == 0
     assert sorted(p.name for p in (out / "motion").glob("step-*")) == ["step-2", "step-4"]

@@ -76,7 +76,7 @@ class MotionModel(nn.Module):
 
     def augment(self, context: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Variance-preserving noise on the context latents (B, K, c, h, w), so the model learns to trust them
-        less. Every way into the model (training, rollouts, sampling) passes its context through here."""
+        less. Every way into the model (training, sampling) passes its context through here."""
         level = level.view(-1, *([1] * (context.dim() - 1)))
         return (1 - level.square()).sqrt() * context + level * noise
 
@@ -143,7 +143,7 @@ class MotionModel(nn.Module):
     def denoise_from(self, noise, sampler: Callable, steps: int, first, context, frame_index, level, mean=None,
                      labels=None, generator=None, progress: Callable | None = None) -> torch.Tensor:
         """z_k from starting noise (already scaled by the temperature), the augmented context at `level` and,
-        with a predictor, its mean: the denoising half of `sample`, which rollout training shares."""
+        with a predictor, its mean: the denoising half of `sample`."""
         reference = self.unet.encode_reference(self.references(first, context))
 
         def denoise(x, t):

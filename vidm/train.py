@@ -30,7 +30,6 @@ from .data.sources import DataConfig, open_source
 from .errors import VidmError
 from .motion_model import context_offsets
 from .precision import resolve as resolve_precision
-from .sampling import dpmpp_2m
 
 STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
 STATE_NAME = "train_state.pt"
@@ -62,15 +61,6 @@ class TrainConfig:
     # The ramp is 1 - (1 + step)^-power, capped at ema_decay: 3/4 reaches 0.999 at 10,000 steps, timm's
     # default 2/3 only at 31,600 (so a 13,000-step run ended at 0.998).
     ema_warmup_power: float = 0.75
-    # Motion with a predictor: with probability rollout_prob, the context of a training pair is made by the
-    # predictor itself over up to rollout_frames - 1 frames before the target (real frames before that),
-    # so that it learns to recover from its own errors instead of compounding them. 1: real context only.
-    rollout_frames: int = 1
-    rollout_prob: float = 0.5
-    # 0: a rolled-out frame is the predictor's mean. N: the mean plus a residual sampled in N DPM-Solver++
-    # steps at the model's sample_temperature, as generation makes it (Self Forcing, Huang et al. 2025), so
-    # both networks learn to pull sharp but drifting frames back, not only blurred ones.
-    rollout_sample_steps: int = 0
     kl_weight: float = 1e-4  # vae only
     # VAE only, a shift-equivariant latent (vidm.equivariance): on random circular shifts of -7..7 px, the
     # latent shifted by s / 4 must decode to the shifted frame (L1, decoder term) and equal the latent of
@@ -221,18 +211,9 @@ class MotionStage:
         self.size = self.latents.shape[0]
         self.device, self.model_cfg = device, model.config
         self.steps = model.diffusion.num_train_steps
-        self.rollout, self.rollout_prob = cfg.rollout_frames, cfg.rollout_prob
-        self.rollout_sample_steps = cfg.rollout_sample_steps
         if self.latents.shape[1] > self.model_cfg.max_frames:
             raise VidmError(f"training clips have {self.latents.shape[1]} frames: the motion model's max_frames "
                             f"({self.model_cfg.max_frames}) must be at least that")
-        if self.rollout < 1 or not 0 <= self.rollout_prob <= 1:
-            raise VidmError(f"rollout_frames must be >= 1 and rollout_prob in [0, 1], got {self.rollout}, "
-                            f"{self.rollout_prob}")
-        if self.rollout > 1 and model.predictor is None:
-            raise VidmError("rollout_frames > 1 needs a motion model with a predictor")
-        if self.rollout_sample_steps < 0:
-            raise VidmError(f"rollout_sample_steps must be at least 0, got {self.rollout_sample_steps}")
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
@@ -242,11 +223,6 @@ class MotionStage:
                  "noise": torch.randn((batch, *shape), generator=g),
                  "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
                  "aug_noise": torch.randn((batch, n_context, *shape), generator=g)}
-        if self.rollout > 1:
-            draws["rollout"] = torch.rand((batch,), generator=g) < self.rollout_prob
-            draws["rollout_noise"] = torch.randn((batch, self.rollout - 1, n_context, *shape), generator=g)
-            if self.rollout_sample_steps:
-                draws["rollout_sample_noise"] = torch.randn((batch, self.rollout - 1, *shape), generator=g)
         return draws
 
     def loss(self, model, indices, draws):
@@ -256,45 +232,8 @@ class MotionStage:
         d = {n: v.to(self.device) for n, v in draws.items()}
         first, target, context = first.to(self.device), target.to(self.device), context.to(self.device)
         labels = take_labels(self.labels, indices, self.device)
-        if self.rollout > 1:
-            context = self.rolled_context(model, videos, d, first, context, labels)
         return model.loss(target, first, context, d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
                           labels)
-
-    @torch.no_grad()
-    def rolled_context(self, model, videos, d, first, real_context, labels) -> torch.Tensor:
-        """The context of frame k as the model makes it from real frames up to rollout_frames before k.
-
-        Frame p = k - R + 1 .. k - 1 is predicted from the K frames before it (real or predicted), with the
-        sampling-time context noise; frames p < 1 stay real, and rows not drawn for a rollout keep real context.
-        """
-        K, R = self.model_cfg.context_frames, self.rollout
-        rows = d["rollout"].nonzero(as_tuple=True)[0]  # only the rows drawn for a rollout cost network calls
-        if len(rows) == 0:
-            return real_context
-        k, first = d["k"][rows], first[rows]
-        labels = None if labels is None else labels[rows]
-        offsets = torch.arange(-(R - 1) - K, 0)  # the K frames before k - R + 1, then those up to k - 1
-        positions = (k.cpu()[:, None] + offsets[None]).clamp(min=0)
-        window = list(self.latents[videos[rows.cpu(), None], positions].float().to(self.device).unbind(1))
-        level = torch.full((len(rows),), self.model_cfg.aug_sample_level, device=self.device)
-        memory = self.model_cfg.memory_offsets
-        for j in range(R - 1):
-            p = k - (R - 1) + j
-            ctx = torch.stack(window[j:j + K], dim=1)
-            if memory:  # frames that far back are real
-                real_memory = select_frames(self.latents, videos[rows.cpu()], p.cpu(), memory)[2]
-                ctx = torch.cat([ctx, real_memory.to(self.device)], dim=1)
-            ctx = model.augment(ctx, level, d["rollout_noise"][rows, j])
-            frame = model.predict(first, ctx, p.clamp(min=1), level, labels)
-            if self.rollout_sample_steps:
-                noise = d["rollout_sample_noise"][rows, j] * self.model_cfg.sample_temperature
-                frame = model.denoise_from(noise, dpmpp_2m, self.rollout_sample_steps, first, ctx, p.clamp(min=1),
-                                           level, frame, labels)
-            window[j + K] = torch.where((p >= 1)[:, None, None, None], frame, window[j + K])
-        context = real_context.clone()
-        context[rows, :K] = torch.stack(window[R - 1:R - 1 + K], dim=1)
-        return context
 
 
 def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, offsets):
