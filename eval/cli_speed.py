@@ -45,6 +45,7 @@ KINDS = ("in_process", "cli", "cli_passive_2threads")
 RATIOS = {"cli_over_in_process": ("cli", "in_process"),
           "cli_over_cli_passive_2threads": ("cli", "cli_passive_2threads")}
 TARGETS = {"idle": ("cli_over_in_process", 0.85), "beside_training": ("cli_over_cli_passive_2threads", 1.0)}
+CONDITIONS = tuple(TARGETS)
 SAMPLER = "dpmpp_2m"
 MOTION_CONFIG = ROOT / "configs" / "moving-mnist-64" / "motion.json"
 TRAIN_STEPS = 100_000  # more than any measurement lasts: the run is killed, never finishes
@@ -185,6 +186,8 @@ def main() -> None:
                    help="seconds after which one measurement is stopped and counted as an upper bound (default 300)")
     p.add_argument("--train-timeout", type=float, default=900,
                    help="seconds the training run beside may take to its first step (default 900)")
+    p.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS),
+                   help="which conditions to measure (default both)")
     p.add_argument("--no-wait", action="store_true", help="do not wait for an idle CPU (smoke tests only)")
     p.add_argument("--child", help="(internal) in_process's arguments as JSON: run it and print its result")
     args = p.parse_args()
@@ -199,7 +202,7 @@ def main() -> None:
         p.error("this benchmark measures CPU threading: --device must be cpu")
     rows = []
     with tempfile.TemporaryDirectory(prefix="vidm-cli-speed-") as tmp:
-        for condition in ("idle", "beside_training"):
+        for condition in args.conditions:
             if not args.no_wait:
                 wait_for_idle_cpu()
             log(f"condition {condition}")

@@ -90,6 +90,20 @@ def test_cosine_learning_rate_warms_up_then_decays_to_its_floor_and_is_logged(tm
     assert logged[0] > logged[-1] and logged[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_decay_steps_hold_the_rate_until_the_last_steps_then_decay_them():
+    cfg = TrainConfig(lr=1e-3, steps=101, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.0, decay_steps=41)
+    assert learning_rate(cfg, 9) == learning_rate(cfg, 59) == pytest.approx(1e-3)  # stable until step 60
+    assert learning_rate(cfg, 80) == pytest.approx(1e-3 * 0.5)  # half way through the decay
+    assert learning_rate(cfg, 100) == pytest.approx(0.0, abs=1e-12)
+    longer = TrainConfig(lr=1e-3, steps=201, warmup_steps=10, lr_schedule="cosine", decay_steps=41)
+    assert [learning_rate(longer, s) for s in range(60)] == [learning_rate(cfg, s) for s in range(60)]
+
+
+def test_negative_decay_steps_are_an_error(tmp_path, capsys):
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", tmp_path / "r", decay_steps=-1)) == 2
+    assert "decay_steps must be at least 0" in capsys.readouterr().err
+
+
 def test_an_unknown_learning_rate_schedule_is_an_error(tmp_path, capsys):
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", tmp_path / "r", lr_schedule="step")) == 2
     assert "lr_schedule must be constant or cosine" in capsys.readouterr().err

@@ -55,6 +55,10 @@ class TrainConfig:
     # often lowers the final loss further than the EMA alone)
     lr_schedule: str = "constant"
     min_lr_ratio: float = 0.0
+    # Cosine only: 0 decays over the whole run after warm-up; N > 0 holds lr until the last N steps and
+    # decays over those (warmup-stable-decay, Hägele et al. 2024): a run in its stable phase can be
+    # lengthened without changing the steps it has taken.
+    decay_steps: int = 0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True  # ramp the EMA decay up from 0 early on (timm's warmup)
@@ -84,13 +88,14 @@ class TrainConfig:
 
 def learning_rate(cfg: TrainConfig, step: int, start: int = 0) -> float:
     """Linear warm-up from `start` (0, or the step a run was continued at with a fresh optimizer), then
-    constant or a cosine decay to lr * min_lr_ratio at the last step."""
+    constant or a cosine decay to lr * min_lr_ratio at the last step (over the last decay_steps if set)."""
     warm = min(1.0, (step - start + 1) / max(cfg.warmup_steps, 1))
-    if cfg.lr_schedule == "constant" or step < cfg.warmup_steps:
+    decay_start = max(cfg.steps - cfg.decay_steps, cfg.warmup_steps) if cfg.decay_steps else cfg.warmup_steps
+    if cfg.lr_schedule == "constant" or step < decay_start:
         return cfg.lr * warm
     if warm < 1:  # warming up again inside the decay: towards where the schedule is now
         return warm * learning_rate(cfg, step)
-    progress = (step - cfg.warmup_steps) / max(cfg.steps - 1 - cfg.warmup_steps, 1)
+    progress = (step - decay_start) / max(cfg.steps - 1 - decay_start, 1)
     low = cfg.min_lr_ratio
     return cfg.lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
@@ -105,6 +110,8 @@ def load_train_config(path: str) -> TrainConfig:
         raise VidmError(f"{path}: {e}") from None
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise VidmError(f"{path}: lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}")
+    if cfg.decay_steps < 0:
+        raise VidmError(f"{path}: decay_steps must be at least 0, got {cfg.decay_steps}")
     if cfg.snapshot_every % cfg.save_every:
         raise VidmError(f"{path}: snapshot_every must be a multiple of save_every ({cfg.save_every})")
     if cfg.stage not in STAGE_KINDS:
