@@ -98,7 +98,8 @@ def row(folder: Path) -> dict | None:
             r[f"{group}_t{t}"] = per[t - 1] if per else None
     if digits:
         gen = digits["generated"]
-        r |= {"digits_mean": gen["kept_mean_over_frames"], "digits_frame63": gen["kept_at"].get("frame_63")}
+        r |= {"digits_mean": gen["kept_mean_over_frames"], "digits_frame63": gen["kept_at"].get("frame_63"),
+              "ink": gen.get("frames_keeping_half_the_ink")}
     return r
 
 
@@ -106,7 +107,8 @@ COLUMNS = [("name", "run", "{}"), ("steps", "steps", "{:,}"), ("cpu_hours", "CPU
            ("mse_sample", "10->10 MSE sample", "{:.1f}"), ("mse_mean", "mean", "{:.1f}"),
            ("cross_t1", "cross t+1", "{:.0%}"), ("cross_t10", "t+10", "{:.0%}"), ("cross_t20", "t+20", "{:.0%}"),
            ("apart_t1", "apart t+1", "{:.0%}"), ("apart_t10", "t+10", "{:.0%}"), ("apart_t20", "t+20", "{:.0%}"),
-           ("digits_mean", "real frame 0: kept, mean of 64", "{:.1%}"), ("digits_frame63", "frame 63", "{:.1%}")]
+           ("digits_mean", "real frame 0: kept, mean of 64", "{:.1%}"), ("digits_frame63", "frame 63", "{:.1%}"),
+           ("ink", "frames keeping half the ink", "{:.0%}")]
 
 
 def table(args) -> None:
