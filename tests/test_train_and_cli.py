@@ -99,9 +99,11 @@ def test_decay_steps_hold_the_rate_until_the_last_steps_then_decay_them():
     assert [learning_rate(longer, s) for s in range(60)] == [learning_rate(cfg, s) for s in range(60)]
 
 
-def test_negative_decay_steps_are_an_error(tmp_path, capsys):
+def test_negative_decay_steps_and_decay_steps_without_a_decay_are_errors(tmp_path, capsys):
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", tmp_path / "r", decay_steps=-1)) == 2
     assert "decay_steps must be at least 0" in capsys.readouterr().err
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", tmp_path / "r", decay_steps=10)) == 2
+    assert "decay_steps needs lr_schedule cosine" in capsys.readouterr().err
 
 
 def test_an_unknown_learning_rate_schedule_is_an_error(tmp_path, capsys):

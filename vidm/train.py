@@ -112,6 +112,8 @@ def load_train_config(path: str) -> TrainConfig:
         raise VidmError(f"{path}: lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}")
     if cfg.decay_steps < 0:
         raise VidmError(f"{path}: decay_steps must be at least 0, got {cfg.decay_steps}")
+    if cfg.decay_steps and cfg.lr_schedule != "cosine":
+        raise VidmError(f"{path}: decay_steps needs lr_schedule cosine (a constant rate has no decay)")
     if cfg.snapshot_every % cfg.save_every:
         raise VidmError(f"{path}: snapshot_every must be a multiple of save_every ({cfg.save_every})")
     if cfg.stage not in STAGE_KINDS:
