@@ -78,15 +78,11 @@ class MotionConfig:
     # mean mu from z_0 and the context, trained by MSE; the diffusion model, also given mu, generates the
     # residual (z_k - mu) / residual_scale. None: the diffusion model generates z_k itself.
     predictor: UNetConfig | None = None
-    # Reference latents of reference attention: z_0, and also z_{k-1} when true (Tune-A-Video's pair). The
-    # previous frame is already on the input channels, where convolutions see a one-pixel move.
-    reference_previous: bool = False
     residual_scale: float = 0.5
     # Scales the noise each frame's sampling starts from (the default of `temperature` in the pipeline and
     # the CLI). Below 1 keeps a frame nearer the predictor's mean: fewer invented strokes to compound into
     # another shape, at some loss of variety; 0 is the deterministic path from zero noise.
     sample_temperature: float = 1.0
-    predictor_loss_weight: float = 1.0
 
 
 def to_dict(cfg: Any) -> dict:

@@ -55,10 +55,9 @@ class MotionModel(nn.Module):
             raise VidmError(f"residual_scale must be positive, got {cfg.residual_scale}")
         self.config = cfg
         # Scalars: diffusion time, frame position, conditioning augmentation level.
-        refs = 2 if cfg.reference_previous else 1
-        self.unet = UNet(cfg.unet, num_scalars=3, num_references=refs)
+        self.unet = UNet(cfg.unet, num_scalars=3, num_references=1)
         # Scalars: frame position, conditioning augmentation level.
-        self.predictor = UNet(p, num_scalars=2, num_references=refs) if p is not None else None
+        self.predictor = UNet(p, num_scalars=2, num_references=1) if p is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
 
     @property
@@ -80,16 +79,17 @@ class MotionModel(nn.Module):
         level = level.view(-1, *([1] * (context.dim() - 1)))
         return (1 - level.square()).sqrt() * context + level * noise
 
-    def references(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The reference latents (B, R, c, h, w): z_0, and the newest context latent with reference_previous."""
-        newest = context[:, self.config.context_frames - 1]
-        return torch.stack([first, newest] if self.config.reference_previous else [first], dim=1)
+    @staticmethod
+    def references(first: torch.Tensor) -> torch.Tensor:
+        """The reference latents (B, 1, c, h, w) of reference attention: z_0 alone (z_{k-1} is on the input
+        channels already, where convolutions see a one-pixel move)."""
+        return first[:, None]
 
     def predict(self, first, context, frame_index, aug_level, labels=None) -> torch.Tensor:
         """The predictor's mean of z_k (B, c, h, w): z_{k-1} plus a predicted correction."""
         x = torch.cat([first, rearrange(context, "b k c h w -> b (k c) h w")], dim=1)
         scalars = torch.stack([self.frame_position(frame_index), aug_level], dim=1)
-        reference = self.predictor.encode_reference(self.references(first, context))
+        reference = self.predictor.encode_reference(self.references(first))
         return context[:, self.config.context_frames - 1] + self.predictor(x, scalars, labels=labels,
                                                                            reference=reference)
 
@@ -104,7 +104,7 @@ class MotionModel(nn.Module):
             parts.append(rearrange(context[:, K:], "b k c h w -> b (k c) h w"))
         scalars = torch.stack([self.diffusion.time_input(t), self.frame_position(frame_index), aug_level], dim=1)
         if reference is None and self.unet.reference_encoder is not None:
-            reference = self.unet.encode_reference(self.references(first, context))
+            reference = self.unet.encode_reference(self.references(first))
         return self.unet(x_t, scalars, cond=torch.cat(parts, dim=1), labels=labels, reference=reference)
 
     def loss(self, target, first, context, frame_index, t, noise, aug_level, aug_noise, labels=None):
@@ -114,7 +114,7 @@ class MotionModel(nn.Module):
         x0 = target
         if self.predictor is not None:
             mean = self.predict(first, context, frame_index, aug_level, labels)
-            extra = self.config.predictor_loss_weight * (mean - target).pow(2).mean()
+            extra = (mean - target).pow(2).mean()
             # The diffusion model's gradient does not reach the predictor: each has one clear target.
             mean = mean.detach()
             x0 = (target - mean) / self.config.residual_scale
@@ -144,7 +144,7 @@ class MotionModel(nn.Module):
                      labels=None, generator=None, progress: Callable | None = None) -> torch.Tensor:
         """z_k from starting noise (already scaled by the temperature), the augmented context at `level` and,
         with a predictor, its mean: the denoising half of `sample`."""
-        reference = self.unet.encode_reference(self.references(first, context))
+        reference = self.unet.encode_reference(self.references(first))
 
         def denoise(x, t):
             return self.diffusion.split(x, t, self(x, t, first, context, frame_index, level, labels, mean, reference))
