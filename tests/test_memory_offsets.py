@@ -111,3 +111,20 @@ def test_training_with_memory_runs_and_draws_noise_for_every_context_latent(tmp_
     draws = stage.draw(2, torch.Generator().manual_seed(0))
     assert draws["aug_noise"].shape[1] == 3  # two recent latents and one memory latent
     assert torch.isfinite(stage.loss(model, np.array([0, 1]), draws))
+
+
+def test_first_step_share_trains_that_share_of_a_batch_on_frame_1(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
+    model = build("motion", MEMORY_MODEL)
+    for share in (0.0, 0.5, 1.0):
+        cfg = TrainConfig(stage="motion", out=str(out), model=MEMORY_MODEL, first_step_share=share)
+        cfg.data = DataConfig(**DATA)
+        k = MotionStage(cfg, model, torch.device("cpu")).draw(4000, torch.Generator().manual_seed(0))["k"]
+        # the share, plus the uniform draws over 1 .. frames - 1 that were 1 anyway
+        expected = share + (1 - share) / (DATA["frames"] - 1)
+        assert abs((k == 1).float().mean().item() - expected) < 0.03
+        assert k.min() == 1 and (k.max() == DATA["frames"] - 1 or share == 1.0)
+    assert run("train", "motion", "--config", write_config(tmp_path, "motion", out, model=MEMORY_MODEL,
+                                                           first_step_share=1.5)) == 2
+    assert "first_step_share must be in [0, 1]" in capsys.readouterr().err

@@ -65,6 +65,9 @@ class TrainConfig:
     # The ramp is 1 - (1 + step)^-power, capped at ema_decay: 3/4 reaches 0.999 at 10,000 steps, timm's
     # default 2/3 only at 31,600 (so a 13,000-step run ended at 0.998).
     ema_warmup_power: float = 0.75
+    # Motion only: the share of each batch trained on frame 1 from frame 0 alone (else k is uniform over the
+    # clip). That first step, with no motion in its context, is the one where most digits lose identity.
+    first_step_share: float = 0.0
     kl_weight: float = 1e-4  # vae only
     # VAE only, a shift-equivariant latent (vidm.equivariance): on random circular shifts of -7..7 px, the
     # latent shifted by s / 4 must decode to the shifted frame (L1, decoder term) and equal the latent of
@@ -114,6 +117,8 @@ def load_train_config(path: str) -> TrainConfig:
         raise VidmError(f"{path}: decay_steps must be at least 0, got {cfg.decay_steps}")
     if cfg.decay_steps and cfg.lr_schedule != "cosine":
         raise VidmError(f"{path}: decay_steps needs lr_schedule cosine (a constant rate has no decay)")
+    if not 0 <= cfg.first_step_share <= 1:
+        raise VidmError(f"{path}: first_step_share must be in [0, 1], got {cfg.first_step_share}")
     if cfg.snapshot_every % cfg.save_every:
         raise VidmError(f"{path}: snapshot_every must be a multiple of save_every ({cfg.save_every})")
     if cfg.stage not in STAGE_KINDS:
@@ -219,6 +224,7 @@ class MotionStage:
         self.latents = latent_cache(cfg, device)
         self.size = self.latents.shape[0]
         self.device, self.model_cfg = device, model.config
+        self.first_step_share = cfg.first_step_share
         self.steps = model.diffusion.num_train_steps
         if self.latents.shape[1] > self.model_cfg.max_frames:
             raise VidmError(f"training clips have {self.latents.shape[1]} frames: the motion model's max_frames "
@@ -227,7 +233,10 @@ class MotionStage:
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
         n_context = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
-        draws = {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
+        k = torch.randint(1, self.latents.shape[1], (batch,), generator=g)
+        if self.first_step_share:
+            k = torch.where(torch.rand((batch,), generator=g) < self.first_step_share, 1, k)
+        draws = {"k": k,
                  "t": torch.randint(0, self.steps, (batch,), generator=g),
                  "noise": torch.randn((batch, *shape), generator=g),
                  "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
