@@ -234,7 +234,7 @@ class MotionStage:
         shape = self.latents.shape[2:]
         n_context = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
         k = torch.randint(1, self.latents.shape[1], (batch,), generator=g)
-        if self.first_step_share:
+        if self.first_step_share:  # only then an extra draw: a share-0 run draws what earlier runs drew
             k = torch.where(torch.rand((batch,), generator=g) < self.first_step_share, 1, k)
         draws = {"k": k,
                  "t": torch.randint(0, self.steps, (batch,), generator=g),
