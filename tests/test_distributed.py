@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from test_train_and_cli import write_config
+from test_train_and_cli import run, write_config
 
 
 def train_cmd(config, *extra, nproc=1):
@@ -28,18 +28,20 @@ def final_state(out):
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     # float32: under bf16 autocast, a batch split in two rounds its sums differently
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two, start = tmp_path / "one", tmp_path / "two", tmp_path / "start"
     subprocess.run(train_cmd(write_config(tmp_path, "vae", one, steps=3, precision="float32")), check=True,
                    env=env(), capture_output=True)
     subprocess.run(train_cmd(write_config(tmp_path, "vae", two, steps=3, precision="float32"), nproc=2),
                    check=True, env=env(), capture_output=True)
-    a, b = final_state(one), final_state(two)
+    # the weights both runs started from: the same run with a learning rate of 0 leaves them as they were
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", start, steps=1, lr=0.0,
+                                                         precision="float32")) == 0
+    a, b, initial = final_state(one), final_state(two), final_state(start)["model"]
     assert a["step"] == b["step"] == 3
-    moved = False
     for name, value in a["model"].items():
         torch.testing.assert_close(value, b["model"][name], atol=1e-5, rtol=1e-4)
-        moved |= not torch.equal(value, final_state(one)["model"][name] * 0)
-    assert moved
+    unmoved = [name for name, value in a["model"].items() if torch.allclose(value, initial[name])]
+    assert not unmoved  # three steps changed every weight
     log = [json.loads(line) for line in (two / "vae" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 3  # only rank 0 logs
 
@@ -59,7 +61,12 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     killed_at = final_state(crashed)["step"]
     assert 0 < killed_at < steps, killed_at  # it really died part-way
+    log = crashed / "vae" / "log.jsonl"
+    lines_before = len(log.read_text().splitlines())
     subprocess.run(train_cmd(config, "--resume"), check=True, env=env(), capture_output=True)
+    # the resumed process ran the steps after the checkpoint, once each: not a run from step 0 again
+    resumed = [json.loads(line)["step"] for line in log.read_text().splitlines()[lines_before:]]
+    assert resumed == list(range(killed_at + 1, steps + 1)), (killed_at, resumed)
     a, b = final_state(straight), final_state(crashed)
     assert a["step"] == b["step"] == steps
     for part in ("model", "ema", "optimizer"):

@@ -58,12 +58,18 @@ def test_training_writes_loadable_stages_logs_and_scale(trained):
     assert scale != 1.0 and scale > 0
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+def logged_steps(stage_dir) -> list[int]:
+    return [json.loads(line)["step"] for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_resume_runs_only_the_remaining_steps_and_ends_with_the_uninterrupted_weights(tmp_path):
     straight = tmp_path / "a"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", straight)) == 0
     split = tmp_path / "b"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", split, steps=2)) == 0
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", split), "--resume") == 0
+    # the log is appended to: steps 3 and 4 once each (a run restarted from step 0 would log 1, 2, 1, 2, 3, 4)
+    assert logged_steps(split / "vae") == logged_steps(straight / "vae") == [1, 2, 3, 4]
     a = torch.load(straight / "vae" / "train_state.pt", weights_only=True)
     b = torch.load(split / "vae" / "train_state.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
@@ -119,6 +125,7 @@ def test_training_refuses_to_overwrite_or_resume_nothing(tmp_path, capsys):
     assert run("train", "vae", "--config", cfg) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert run("train", "content", "--config", cfg) == 2
+    assert f"{cfg} is a 'vae' config, not 'content'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fmt, name", [("mp4", "video_000.mp4"), ("gif", "video_000.gif"),
@@ -132,16 +139,49 @@ def test_generate_writes_videos(trained, tmp_path, fmt, name):
     assert len(list(out.iterdir())) == 2
 
 
-def test_generate_from_a_first_frame_and_extend_a_clip(trained, tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 65535, (300, 200), dtype=np.uint16)).save(tmp_path / "f.png")
+def png_frames(folder) -> np.ndarray:
+    """A folder of PNG frames (lossless) as uint8 (T, H, W, 3)."""
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())])
+
+
+def test_generate_from_a_first_frame_starts_with_the_fitted_image(trained, tmp_path):
+    from vidm.pipeline import VIDMPipeline, to_uint8
+    from vidm.video_io import fit_frames, read_image
+
+    image = np.random.default_rng(0).integers(0, 65535, (300, 200), dtype=np.uint16)  # 16-bit, portrait
+    Image.fromarray(image).save(tmp_path / "f.png")
     assert run("generate", "--model", trained, "--num-videos", 1, "--frames", 3, "--steps", 2, "--format", "png",
-               "--first-frame", tmp_path / "f.png", "--out", tmp_path / "g", "--quiet") == 0
-    assert len(list((tmp_path / "g" / "video_000").iterdir())) == 3
+               "--first-frame", tmp_path / "f.png", "--seed", 5, "--out", tmp_path / "g", "--quiet") == 0
+    frames = png_frames(tmp_path / "g" / "video_000")
+    assert frames.shape == (3, 64, 64, 3)
+    # frame 0 is the image fitted by the README's rule, through the VAE (not a generated frame)
+    pipe = VIDMPipeline.from_pretrained(trained)
+    fitted = fit_frames(read_image(tmp_path / "f.png")[None], 64, 1)  # (1, 64, 64, 1)
+    x = torch.from_numpy(fitted).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        frame0 = to_uint8(pipe.vae.decode(pipe.vae.encode(x)))[0].numpy()
+    np.testing.assert_array_equal(frames[0], frame0)
+    # the next frames are the pipeline's from that frame, with the same seed
+    expected = np.stack(list(pipe.stream(num_videos=1, num_frames=3, first_frame=read_image(tmp_path / "f.png"),
+                                         num_inference_steps=2, seed=5)), axis=1)[0]
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_extend_writes_the_fitted_clip_then_its_continuation(trained, tmp_path):
+    from vidm.pipeline import VIDMPipeline
+    from vidm.video_io import fit_frames
+
     clip = np.random.default_rng(1).integers(0, 255, (7, 48, 80), dtype=np.uint8)
     np.save(tmp_path / "clip.npy", clip)
-    assert run("extend", tmp_path / "clip.npy", "--model", trained, "--frames", 4, "--steps", 2,
-               "--out", tmp_path / "ext.gif", "--quiet") == 0
-    assert read_video(tmp_path / "ext.gif").shape == (11, 64, 64, 3)
+    assert run("extend", tmp_path / "clip.npy", "--model", trained, "--frames", 4, "--steps", 2, "--seed", 3,
+               "--out", tmp_path / "ext", "--quiet") == 0  # no suffix: a folder of PNG frames
+    frames = png_frames(tmp_path / "ext")
+    assert frames.shape == (11, 64, 64, 3)
+    np.testing.assert_array_equal(frames[:7], fit_frames(clip[..., None], 64, 3))  # the clip itself, first
+    pipe = VIDMPipeline.from_pretrained(trained)
+    new = np.stack(list(pipe.stream(num_videos=1, num_frames=4, context=clip[None, ..., None], num_inference_steps=2,
+                                    seed=3)), axis=1)[0]
+    np.testing.assert_array_equal(frames[7:], new)  # then the pipeline's continuation of it
 
 
 def test_data_command_writes_clips(tmp_path):
