@@ -347,6 +347,7 @@ def test_cli_prepare_through_register(clevrer, tmp_path, capsys):
         args.func(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "prepare", "kinetics", "--root", ".", "--out", ".", "--resolution", "16"])
+    assert "invalid choice: 'kinetics'" in capsys.readouterr().err
 
 
 RECIPES = sorted(p for p in (Path(__file__).parent.parent / "configs").iterdir() if p.name.split("-")[0] in

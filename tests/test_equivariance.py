@@ -137,7 +137,7 @@ def test_vae_stage_adds_the_weighted_terms_only_when_asked(tmp_path):
     decoder, encoder = equivariance_losses(vae, x, draws["shift"][:, 0], draws["shift"][:, 1])
     torch.testing.assert_close(stage.loss(vae, indices, draws),
                                plain.loss(vae, indices, draws) + 0.5 * decoder + 0.25 * encoder)
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match=r"equivariance weights must be >= 0, got -1.0 and 0.0"):
         VAEStage(vae_train_config(tmp_path, equivariance_weight=-1.0), vae, "cpu")
 
 

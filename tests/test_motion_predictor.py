@@ -169,12 +169,15 @@ def test_warm_start_adds_zero_inputs_so_the_new_model_computes_what_the_old_one_
                                    old(x, t, first, context, k, aug))
 
 
-def test_training_clips_must_fit_max_frames(tmp_path):
+def test_training_clips_must_fit_max_frames(tmp_path, capsys):
     out = tmp_path / "run"
     assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
     short = {**MODELS["motion"], "max_frames": 4}  # the clips have 6 frames
     cfg = write_config(tmp_path, "motion", out, model=short)
+    capsys.readouterr()
     assert run("train", "motion", "--config", cfg) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of encoding the latents
+    assert last == "vidm: error: training clips have 6 frames: the motion model's max_frames (4) must be at least that"
 
 
 def test_training_with_a_predictor_runs_and_logs_the_ema_decay(tmp_path):

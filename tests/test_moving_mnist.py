@@ -73,7 +73,7 @@ def test_digits_combine_by_maximum():
 
 
 def test_bad_split_and_length():
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match="unknown split 'val': choose train or test"):
         mm.digits("val")
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match="frames must be at least 1, got 0"):
         mm.MovingMNIST("test", frames=0)

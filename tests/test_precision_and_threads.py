@@ -52,9 +52,15 @@ def test_bf16_training_learns_like_float32(tmp_path):
     assert logs["bf16"][-1] < logs["bf16"][0] and logs["float32"][-1] < logs["float32"][0]
 
 
-def test_idle_cores_are_at_least_one_and_at_most_the_usable_ones():
-    n = threads.idle_cores(probe_seconds=0.05)
-    assert 1 <= n <= threads.usable_cores()
+def test_idle_cores_are_at_least_one_and_at_most_the_usable_ones(monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)  # this process may run on 2 of the 8
+    monkeypatch.setattr(threads, "busy_and_total", iter([(0, 0), (800, 800)]).__next__)  # every core busy
+    assert threads.idle_cores(probe_seconds=0) == 1
+    monkeypatch.setattr(threads, "busy_and_total", iter([(0, 0), (0, 800)]).__next__)  # 8 idle cores
+    assert threads.idle_cores(probe_seconds=0) == 2
+    monkeypatch.setattr(threads, "busy_and_total", lambda: None)  # no /proc/stat: the usable cores
+    assert threads.idle_cores(probe_seconds=0) == 2
 
 
 def test_idle_cores_leave_out_the_cores_other_processes_keep_busy(monkeypatch):

@@ -34,7 +34,7 @@ def test_timesteps():
     assert ts[0] == 999 and ts[-1] == 0 and len(set(ts)) == 10 and ts == sorted(ts, reverse=True)
     # the default: no call is spent at t = 0, where the network only returns its input
     assert timesteps(1000, 2) == [999, 499] and timesteps(1000, 10)[-1] == 99
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match="steps must be between 1 and 1000, got 0"):
         timesteps(1000, 0)
 
 
@@ -59,9 +59,9 @@ def test_logsnr_spacing_is_even_in_log_snr():
 
 
 def test_bad_spacing():
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match="unknown spacing 'karras'"):
         timesteps(1000, 5, "karras")
-    with pytest.raises(VidmError):
+    with pytest.raises(VidmError, match="the logsnr spacing needs the schedule's alphas_cumprod"):
         timesteps(1000, 5, "logsnr")  # needs the schedule
 
 
