@@ -61,6 +61,23 @@ class ContentConfig:
 
 
 @dataclasses.dataclass
+class LayersConfig:
+    """The layered predictor (vidm.layers, vidm.layer_motion): objects cut from a reference frame's ink, each
+    moved by a translation that a small diffusion model samples from its track, composited in pixel space."""
+
+    num_layers: int = 2  # objects cut from the reference frame, one layer each
+    resolution: int = 64  # of the frames (the VAE's); boxes enter the motion model relative to it
+    composite: str = "max"  # "max" (Moving MNIST is drawn so) or "over" (layer 0 in front: occluding scenes)
+    threshold: float = 0.25  # ink above this fraction of full brightness makes an object
+    min_pixels: int = 20  # smaller components are no object; their ink joins the nearest layer
+    track_frames: int = 8  # offsets of the last N frames the motion model sees
+    hidden: int = 256  # width of its MLP
+    depth: int = 3  # linear layers of its MLP before the output
+    motion_steps: int = 8  # DDIM steps that sample each frame's displacements
+    register_window: int = 6  # pixels a layer is searched around its last offset in real frames
+
+
+@dataclasses.dataclass
 class MotionConfig:
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
@@ -83,6 +100,9 @@ class MotionConfig:
     # the CLI). Below 1 keeps a frame nearer the predictor's mean: fewer invented strokes to compound into
     # another shape, at some loss of variety; 0 is the deterministic path from zero noise.
     sample_temperature: float = 1.0
+    # The predictor's kind: a UNet (`predictor` above) or layers (this). With layers, the mean is the
+    # encoded composite of the moved layers; a model has one kind or none.
+    layers: LayersConfig | None = None
 
 
 def to_dict(cfg: Any) -> dict:
@@ -113,6 +133,7 @@ _CONFIG_TYPES = {
     "UNetConfig": UNetConfig,
     "DiffusionConfig": DiffusionConfig,
     "AutoencoderConfig": AutoencoderConfig,
+    "LayersConfig": LayersConfig,
 }
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from .config import MotionConfig
 from .diffusion import Diffusion, training_loss
 from .errors import VidmError
+from .layer_motion import LayerMotion
 from .sampling import randn_like
 from .unet import UNet
 
@@ -40,10 +41,13 @@ class MotionModel(nn.Module):
                             f"got {list(cfg.memory_offsets)}")
         c = cfg.unet.in_channels
         stacked = c * (1 + K + M)  # z_0, the K context latents and the memory latents
-        expected = c * (1 + K) + (c if cfg.predictor is not None else 0) + c * M
+        if cfg.predictor is not None and cfg.layers is not None:
+            raise VidmError("motion: choose one predictor kind, `predictor` (a UNet) or `layers`, not both")
+        has_mean = cfg.predictor is not None or cfg.layers is not None
+        expected = c * (1 + K) + (c if has_mean else 0) + c * M
         if cfg.unet.cond_channels != expected:
             raise VidmError(f"motion unet.cond_channels must be {expected} (first frame + {K} context latents"
-                            f"{' + the prediction' if cfg.predictor else ''}"
+                            f"{' + the prediction' if has_mean else ''}"
                             f"{f' + {M} memory latents' if M else ''}), got {cfg.unet.cond_channels}")
         p = cfg.predictor
         if p is not None and (p.in_channels != stacked or p.out_channels != c or p.cond_channels != 0):
@@ -58,6 +62,7 @@ class MotionModel(nn.Module):
         self.unet = UNet(cfg.unet, num_scalars=3, num_references=1)
         # Scalars: frame position, conditioning augmentation level.
         self.predictor = UNet(p, num_scalars=2, num_references=1) if p is not None else None
+        self.layers = LayerMotion(cfg.layers) if cfg.layers is not None else None
         self.diffusion = Diffusion(cfg.diffusion)
 
     @property
@@ -107,12 +112,17 @@ class MotionModel(nn.Module):
             reference = self.unet.encode_reference(self.references(first))
         return self.unet(x_t, scalars, cond=torch.cat(parts, dim=1), labels=labels, reference=reference)
 
-    def loss(self, target, first, context, frame_index, t, noise, aug_level, aug_noise, labels=None):
-        """Training loss for z_k = target with the given random draws (see train.py)."""
+    def loss(self, target, first, context, frame_index, t, noise, aug_level, aug_noise, labels=None, mean=None):
+        """Training loss for z_k = target with the given random draws (see train.py); with layers, `mean` is
+        the encoded composite the layers made (their motion model's loss is the stage's to add)."""
         context = self.augment(context, aug_level, aug_noise)
-        mean, extra = None, 0.0
+        extra = 0.0
         x0 = target
-        if self.predictor is not None:
+        if self.layers is not None:
+            if mean is None:
+                raise VidmError("a layered motion model's loss needs the layers' composite as `mean`")
+            x0 = (target - mean) / self.config.residual_scale
+        elif self.predictor is not None:
             mean = self.predict(first, context, frame_index, aug_level, labels)
             extra = (mean - target).pow(2).mean()
             # The diffusion model's gradient does not reach the predictor: each has one clear target.
@@ -122,19 +132,23 @@ class MotionModel(nn.Module):
         return training_loss(self.diffusion, net, x0, t, noise) + extra
 
     def sample(self, sampler: Callable, steps: int, first, context, frame_index, labels=None, generator=None,
-               progress: Callable | None = None, temperature: float | None = None) -> torch.Tensor:
+               progress: Callable | None = None, temperature: float | None = None, mean=None) -> torch.Tensor:
         """z_k (B, c, h, w) by `sampler` in `steps` network calls, context augmented at the fixed sampling level.
 
         The starting noise is scaled by `temperature` (default: the config's sample_temperature).
 
         The predictor and the reference tokens are computed once per frame, not once per denoising step.
-        With a predictor, `steps` 0 gives its mean alone: deterministic, one network call per frame.
+        With a predictor, `steps` 0 gives its mean alone: deterministic, one network call per frame. With
+        layers, the caller gives the mean (the encoded composite of the moved layers, vidm.layered).
         """
+        if (self.layers is not None) != (mean is not None):
+            raise VidmError("a layered motion model samples from the layers' composite (`mean`), no other does")
         level = torch.full((first.shape[0],), self.config.aug_sample_level, device=first.device)
         context = self.augment(context, level, randn_like(context, generator))
         noise = randn_like(first, generator)  # drawn after the augmentation noise, per video generator
         noise = noise * (self.config.sample_temperature if temperature is None else temperature)
-        mean = self.predict(first, context, frame_index, level, labels) if self.predictor is not None else None
+        if self.predictor is not None:
+            mean = self.predict(first, context, frame_index, level, labels)
         if steps == 0 and mean is not None:
             return mean
         return self.denoise_from(noise, sampler, steps, first, context, frame_index, level, mean, labels, generator,

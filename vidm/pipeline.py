@@ -16,6 +16,7 @@ from .autoencoder import Autoencoder
 from .checkpoint import load_model, save_model
 from .content_model import ContentModel
 from .errors import VidmError
+from .layered import LayeredState
 from .motion_model import MotionModel
 from .sampling import get_sampler, randn_like
 from .video_io import fit_frames
@@ -123,14 +124,18 @@ class VIDMPipeline:
 
     # --- generation ---
 
-    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 frames (..., H, W, C) of any size -> scaled latents (..., c, h, w), by the fit_frames rule."""
+    def fit_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (..., H, W, C) of any size -> float (..., C, h, w) in [0, 1] at the model's resolution
+        and channels, by the fit_frames rule."""
         lead = frames.shape[:-3]
         fitted = fit_frames(frames.reshape(-1, *frames.shape[-3:]), self.resolution, self.channels)
-        x = torch.from_numpy(fitted).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = torch.from_numpy(fitted).to(self.device).permute(0, 3, 1, 2).float() / 255
+        return x.reshape(*lead, *x.shape[1:])
+
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (..., H, W, C) of any size -> scaled latents (..., c, h, w), by the fit_frames rule."""
         with torch.inference_mode():
-            z = self.vae.encode(x)
-        return z.reshape(*lead, *z.shape[1:])
+            return self.vae.encode(self.fit_frames(frames) * 2 - 1)
 
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
                num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
@@ -200,7 +205,7 @@ class VIDMPipeline:
                 raise VidmError(f"{name} must be a positive integer, got {value!r}")
             if value == 0 and name != "num_inference_steps":
                 raise VidmError(f"{name} must be a positive integer, got 0")
-            if value == 0 and self.motion.predictor is None:
+            if value == 0 and self.motion.predictor is None and self.motion.layers is None:
                 raise VidmError("num_inference_steps must be a positive integer, got 0 (0, the predictor's "
                                 "mean alone, needs a motion model with a predictor)")
 
@@ -243,19 +248,22 @@ class VIDMPipeline:
         tick = lambda: bar.update(1)  # noqa: E731
 
         if context is not None:
-            clip = self._as_batch(context, num_videos, 5, "context")
-            z_clip = self.encode_frames(clip)  # (B, Tc, c, h, w)
+            clip = self.fit_frames(self._as_batch(context, num_videos, 5, "context"))  # (B, Tc, C, H, W)
+            z_clip = self.vae.encode(clip * 2 - 1)  # (B, Tc, c, h, w)
             z0, past, start, end = z_clip[:, 0], list(z_clip.unbind(1)), clip.shape[1], clip.shape[1] + num_frames
         else:
             if first_frame is not None:
-                z0 = self.encode_frames(self._as_batch(first_frame, num_videos, 4, "first_frame"))
+                clip = self.fit_frames(self._as_batch(first_frame, num_videos, 4, "first_frame"))[:, None]
+                z0 = self.vae.encode(clip[:, 0] * 2 - 1)
                 bar.update(content_steps)
             else:
                 content = self.content.denoiser(labels)
                 z0 = first_sampler(content, randn_like(torch.empty(shape, device=device), gens),
                              self.content.diffusion.alphas_cumprod, content_steps, gens, progress=tick)
+                clip = ((self.vae.decode(z0) + 1) / 2).clamp(0, 1)[:, None] if self.motion.layers else None
             yield z0
             past, start, end = [z0], 1, num_frames
+        layers = LayeredState.cut(clip, self.motion.layers) if self.motion.layers is not None else None
         # The last L latents, oldest first (before frame 0: frame 0, as training clamps), so that
         # history[-o] is z_{k-o}; memory stays flat in the video's length.
         L = max(offsets)
@@ -264,8 +272,11 @@ class VIDMPipeline:
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
             context_latents = torch.stack([history[-o] for o in offsets], dim=1)  # (B, K + M, c, h, w)
+            mean = None
+            if layers is not None:  # the layers move on; their composite is the mean the residual corrects
+                mean = self.vae.encode(layers.step(gens) * 2 - 1)
             z = self.motion.sample(sampler, steps, z0, context_latents, index, labels, gens, progress=tick,
-                                   temperature=temperature)
+                                   temperature=temperature, mean=mean)
             yield z
             history = history[1:] + [z]
         bar.close()

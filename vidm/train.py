@@ -28,6 +28,7 @@ from .checkpoint import build, load_model, save_model, state_dict_mismatch
 from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
+from .layer_stage import LayerStage
 from .motion_model import context_offsets
 from .precision import resolve as resolve_precision
 
@@ -226,6 +227,14 @@ class MotionStage:
         self.device, self.model_cfg = device, model.config
         self.first_step_share = cfg.first_step_share
         self.steps = model.diffusion.num_train_steps
+        self.layers = None
+        if model.layers is not None:
+            vae = load_model(vae_folder(cfg), "autoencoder", device)
+            data_key = json.dumps(dataclasses.asdict(cfg.data), sort_keys=True)
+            self.layers = LayerStage(model.config.layers, open_source(cfg.data), vae, Path(cfg.out) / "cache",
+                                     data_key, device)
+            if self.layers.frames != self.latents.shape[1]:
+                raise VidmError("the layers' cache and the latents hold clips of different lengths")
         if self.latents.shape[1] > self.model_cfg.max_frames:
             raise VidmError(f"training clips have {self.latents.shape[1]} frames: the motion model's max_frames "
                             f"({self.model_cfg.max_frames}) must be at least that")
@@ -241,6 +250,8 @@ class MotionStage:
                  "noise": torch.randn((batch, *shape), generator=g),
                  "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
                  "aug_noise": torch.randn((batch, n_context, *shape), generator=g)}
+        if self.layers is not None:
+            draws |= self.layers.draw(batch, g)
         return draws
 
     def loss(self, model, indices, draws):
@@ -250,8 +261,12 @@ class MotionStage:
         d = {n: v.to(self.device) for n, v in draws.items()}
         first, target, context = first.to(self.device), target.to(self.device), context.to(self.device)
         labels = take_labels(self.labels, indices, self.device)
+        if self.layers is None:
+            return model.loss(target, first, context, d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
+                              labels)
+        motion_loss, mean = self.layers.loss(model.layers, videos, d)
         return model.loss(target, first, context, d["k"], d["t"], d["noise"], d["aug_level"], d["aug_noise"],
-                          labels)
+                          labels, mean=mean) + motion_loss
 
 
 def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, offsets):

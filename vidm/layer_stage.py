@@ -1,0 +1,100 @@
+"""Training the layered predictor: its motion model on the tracks of real clips, and the composite it makes
+for the residual diffusion model to correct.
+
+Every training clip is cut into layers once, as generation cuts a clip it extends (vidm.layered.cut_clip),
+and cached beside the latents. A step then trains the layer motion model on every frame of each clip in
+the batch (a displacement after a track of 1 to `track_frames` known frames: the short ones are the start
+of a video, where the motion is not yet known), and samples, with the model as it is, the displacement of
+each layer at the frame the residual model trains on: the composite of the moved layers, encoded by the
+VAE, is the mean whose residual the diffusion model learns. So the residual sees the errors the layers
+actually make.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import dist
+from .atomic import atomic_path
+from .autoencoder import Autoencoder
+from .config import LayersConfig
+from .layer_motion import Track
+from .layered import cut_clip, render
+
+CACHE_VERSION = 1  # bump when cutting or tracking changes, so that cached layers are made again
+
+
+class LayerStage:
+    def __init__(self, cfg: LayersConfig, source, vae: Autoencoder, cache_dir: Path, data_key: str, device):
+        self.cfg, self.vae, self.device = cfg, vae.eval().requires_grad_(False), device
+        self.ink, self.offsets, self.boxes, self.present = layer_cache(cfg, source, cache_dir, data_key)
+        self.frames = self.offsets.shape[1]
+
+    def draw(self, batch: int, g: torch.Generator) -> dict:
+        n, L = self.frames - 1, self.cfg.num_layers
+        return {"motion_t": torch.randint(0, 1000, (batch, n), generator=g),
+                "motion_noise": torch.randn((batch, n, L, 2), generator=g),
+                "motion_known": torch.randint(1, self.cfg.track_frames + 1, (batch, n), generator=g),
+                "mean_noise": torch.randn((batch, L, 2), generator=g)}
+
+    def windows(self, offsets: torch.Tensor, k: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `track_frames` offsets before frame k (..., N, L, 2) of clips' offsets (B, T, L, 2) for k (B, n),
+        and which are known: frames >= 0 and at most `known` (B, n) back."""
+        N = self.cfg.track_frames
+        index = k[..., None] - N + torch.arange(N, device=k.device)  # (B, n, N)
+        mask = (index >= 0) & (index >= k[..., None] - known[..., None])
+        rows = torch.arange(offsets.shape[0], device=k.device)[:, None, None]
+        return offsets[rows, index.clamp(min=0)], mask
+
+    def loss(self, motion, videos: torch.Tensor, d: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(motion model loss, the composite's latent (B, c, h, w)) for clips `videos` at frames d["k"]."""
+        offsets = self.offsets[videos].to(self.device)  # (B, T, L, 2)
+        boxes, present = self.boxes[videos].to(self.device), self.present[videos].to(self.device)
+        B, T, L, _ = offsets.shape
+        # The motion model on every frame 1 .. T-1 of each clip.
+        k = torch.arange(1, T, device=self.device).expand(B, -1)  # (B, T-1)
+        past, known = self.windows(offsets, k, d["motion_known"])
+        target = offsets[:, 1:] - offsets[:, :-1]  # (B, T-1, L, 2)
+        track = Track(boxes.repeat_interleave(T - 1, 0), present.repeat_interleave(T - 1, 0),
+                      past.flatten(0, 1), known.flatten(0, 1))
+        motion_loss = motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(), d["motion_noise"].flatten(0, 1))
+        # The composite at the residual's frame, from the real track before it and a sampled displacement.
+        k = d["k"]
+        past, known = self.windows(offsets, k[:, None], torch.full_like(k[:, None], self.cfg.track_frames))
+        with torch.no_grad():
+            track = Track(boxes, present, past[:, 0], known[:, 0])
+            step = motion.sample(track, None, noise=d["mean_noise"])
+            frames = render(self.ink[videos].to(self.device).float() / 255, track.last + step, self.cfg.composite)
+            mean = self.vae.encode(frames * 2 - 1)
+        return motion_loss, mean.float()
+
+
+@torch.no_grad()
+def layer_cache(cfg: LayersConfig, source, cache_dir: Path, data_key: str):
+    """Layers of every training clip: ink uint8 (N, L, C, H, W), offsets (N, T, L, 2), boxes (N, L, 4), present
+    (N, L); made once (by the main process) and cached, keyed by the data and how layers are cut."""
+    cut_key = {k: getattr(cfg, k) for k in ("num_layers", "threshold", "min_pixels", "register_window")}
+    key = hashlib.sha1((data_key + json.dumps(cut_key, sort_keys=True) + str(CACHE_VERSION)).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"layers-{key}.npz"
+    if dist.is_main() and not path.exists():
+        parts = {"ink": [], "offsets": [], "boxes": [], "present": []}
+        for i in tqdm(range(len(source)), desc="cutting layers", leave=False):
+            clip = torch.from_numpy(source.video(i)).permute(0, 3, 1, 2).float() / 255
+            c = cut_clip(clip, cfg)
+            parts["ink"].append((c.ink * 255).round().to(torch.uint8).numpy())
+            parts["offsets"].append(c.offsets.to(torch.int16).numpy())
+            parts["boxes"].append(c.boxes.numpy())
+            parts["present"].append(c.present.numpy())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{n: np.stack(v) for n, v in parts.items()})
+    dist.barrier()
+    data = np.load(path)
+    return (torch.from_numpy(data["ink"]), torch.from_numpy(data["offsets"]).float(),
+            torch.from_numpy(data["boxes"]), torch.from_numpy(data["present"]))
