@@ -289,13 +289,13 @@ def tiny_models(max_frames: int, num_classes: int = 0) -> dict:
             "motion": {"unet": {**unet, "cond_channels": 12}, "max_frames": max_frames}}
 
 
-def train_stages(tmp_path, models: dict, data: dict) -> list:
-    """Trains each stage for 2 steps on `data` into tmp_path/run; returns the stage folders."""
+def train_stages(tmp_path, models: dict, data: dict, **overrides) -> list:
+    """Trains each stage for 2 steps (or as `overrides` say) on `data` into tmp_path/run; returns the stage folders."""
     folders = []
     for stage, model in models.items():
         path = tmp_path / f"{stage}.json"
         path.write_text(json.dumps({"stage": stage, "out": str(tmp_path / "run"), "model": model, "data": data,
-                                    "batch_size": 4, "steps": 2, "save_every": 2, "log_every": 1}))
+                                    "batch_size": 4, "steps": 2, "save_every": 2, "log_every": 1, **overrides}))
         folders.append(train(load_train_config(str(path)), progress=False))
     return folders
 
@@ -380,10 +380,17 @@ def test_class_conditional_models_train_on_labelled_data_and_sample_by_class(ucf
     num_classes = len(index["classes"])
     data = {"dataset": "prepared", "root": str(tmp_path / "ucf16"), "frames": 4, "num_videos": 0}
     models = tiny_models(max_frames=4, num_classes=num_classes)
-    train_stages(tmp_path, models, data)
+    # The label reaches the output through zero-initialised layers, one more of them moving at each step: three
+    # steps at a large rate without warm-up make its effect plain.
+    train_stages(tmp_path, models, data, lr=0.01, warmup_steps=1, steps=3, save_every=3)
     pipe = VIDMPipeline.from_pretrained(tmp_path / "run")
     frames = pipe(num_videos=2, num_frames=3, num_inference_steps=2, seed=0, labels=[0, num_classes - 1]).frames
     assert frames.shape == (2, 3, 16, 16, 3)
+    # the same generator (video 0 of seed 0) for both labels: only the class differs, and so does the video
+    by_class = [pipe(num_videos=1, num_frames=3, num_inference_steps=2, seed=0, labels=[label],
+                     output_type="latent").frames[0] for label in (0, num_classes - 1)]
+    for k in range(3):  # the first frame (content model) and the next ones (motion model)
+        assert (by_class[0][k] - by_class[1][k]).abs().max() > 1e-3, k
     # The same model on unlabelled Moving MNIST is refused with a clear error.
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"stage": "content", "out": str(tmp_path / "bad"), "vae": str(tmp_path / "run" / "vae"),

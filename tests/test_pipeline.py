@@ -52,9 +52,8 @@ def test_streaming_and_batch_paths_give_the_same_frames(pipe):
     assert np.abs(streamed.astype(int) - batch).max() <= 1  # batched vs per-frame decoding rounding
 
 
-def test_motion_model_sees_first_frame_and_previous_latents():
-    """Record the conditioning of every motion call: [z_0, z_{k-2}, z_{k-1}] of the video being made."""
-    pipe = tiny_pipeline(aug_sample_level=0.0, context_frames=2)
+def record_motion_calls(pipe) -> list:
+    """Records the conditioning latents and the frame position of every call of the motion UNet."""
     seen = []
     original = pipe.motion.unet.forward
 
@@ -63,6 +62,13 @@ def test_motion_model_sees_first_frame_and_previous_latents():
         return original(x, scalars, cond=cond, labels=labels, **kw)
 
     pipe.motion.unet.forward = spy
+    return seen
+
+
+def test_motion_model_sees_first_frame_and_previous_latents():
+    """Record the conditioning of every motion call: [z_0, z_{k-2}, z_{k-1}] of the video being made."""
+    pipe = tiny_pipeline(aug_sample_level=0.0, context_frames=2)
+    seen = record_motion_calls(pipe)
     steps = 2
     z = pipe(num_videos=2, num_frames=5, num_inference_steps=steps, seed=0, output_type="latent").frames
     assert len(seen) == 4 * steps
@@ -74,15 +80,27 @@ def test_motion_model_sees_first_frame_and_previous_latents():
         torch.testing.assert_close(position, torch.full((2,), k / pipe.motion.config.max_frames))
 
 
-def test_first_frame_is_kept_and_context_is_continued(pipe):
+def test_first_frame_is_kept_and_context_is_continued():
+    pipe = tiny_pipeline(aug_sample_level=0.0)  # no context noise: the conditioning is the latents themselves
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (50, 70), dtype=np.uint8)  # grayscale, non-square, other size
     out = pipe(num_videos=2, first_frame=image[..., None], seed=0, output_type="latent", **KW).frames
     torch.testing.assert_close(out[0, 0], out[1, 0])
     torch.testing.assert_close(out[0, 0], pipe.encode_frames(image[None, ..., None])[0])
+    # a clip of 6 frames is continued at frame 6: z_0 and the last two latents of the clip, then the new ones
     clip = rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
-    ext = pipe(num_videos=1, num_frames=3, context=clip, seed=0, num_inference_steps=2).frames
-    assert ext.shape == (1, 3, 32, 32, 3)
+    seen = record_motion_calls(pipe)
+    steps = 2
+    new = pipe(num_videos=1, num_frames=3, context=clip, seed=0, num_inference_steps=steps,
+               output_type="latent").frames  # (1, 3, c, h, w): the new frames only
+    assert new.shape[1] == 3 and len(seen) == 3 * steps
+    z = torch.cat([pipe.encode_frames(clip)[None], new], dim=1)  # the clip's latents, then the new ones
+    for i, k in enumerate(range(6, 9)):
+        cond, position = seen[i * steps]
+        torch.testing.assert_close(cond, torch.cat([z[:, 0], z[:, k - 2], z[:, k - 1]], dim=1))
+        torch.testing.assert_close(position, torch.full((1,), k / pipe.motion.config.max_frames))
+    frames = pipe(num_videos=1, num_frames=3, context=clip, seed=0, num_inference_steps=steps).frames
+    assert frames.shape == (1, 3, 32, 32, 3)
 
 
 def test_content_steps_apply_to_the_first_frame_only(pipe):
