@@ -20,12 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python eval/x.py` from a source checkout
     sys.path.insert(0, str(ROOT))
 
+from vidm.bench.cpu_load import CpuMonitor, system_busy_jiffies  # noqa: E402,F401
+from vidm.bench.generate import batches, gray  # noqa: E402,F401
 from vidm.config import save_json  # noqa: E402
-from vidm.threads import busy_and_total  # noqa: E402
 from vidm.data.moving_mnist import MovingMNIST, digits  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
-CACHE = ROOT / "eval" / "cache"  # git-ignored: what benchmarks compute once and reuse (features, classifier)
+CACHE = ROOT / "eval" / "cache"  # git-ignored: what benchmarks compute once and reuse (detector features)
 
 
 def parser(description: str, out: str) -> argparse.ArgumentParser:
@@ -105,38 +106,13 @@ def git_commit() -> str | None:
         return None
 
 
-def _system_busy_jiffies() -> int:
-    return busy_and_total()[0]  # all cores, minus idle and iowait
-
-
-def _own_jiffies() -> int:
-    """CPU time of this process (all threads) and its waited-for children, in clock ticks."""
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-
-
-class CpuMonitor:
-    """How busy other processes kept the CPU while a measurement ran (timings are void if they did)."""
-
-    def __init__(self):
-        self.start = (time.perf_counter(), _system_busy_jiffies(), _own_jiffies())
-
-    def other_percent(self) -> float:
-        """Percent of the machine's total CPU capacity used by other processes since construction."""
-        t0, sys0, own0 = self.start
-        elapsed = time.perf_counter() - t0
-        ticks = os.sysconf("SC_CLK_TCK")
-        other = (_system_busy_jiffies() - sys0) - (_own_jiffies() - own0)
-        return max(0.0, 100.0 * other / ticks / (elapsed * (os.cpu_count() or 1)))
-
-
 def wait_for_idle_cpu(max_busy_percent: float = 10.0, probe_seconds: float = 3.0, timeout: float = 900) -> float:
     """Blocks until the whole machine is idle (before a timing run); returns the last busy percent."""
     deadline = time.time() + timeout
     while True:
-        before = _system_busy_jiffies()
+        before = system_busy_jiffies()
         time.sleep(probe_seconds)
-        busy = 100.0 * (_system_busy_jiffies() - before) / os.sysconf("SC_CLK_TCK") / (
+        busy = 100.0 * (system_busy_jiffies() - before) / os.sysconf("SC_CLK_TCK") / (
             probe_seconds * (os.cpu_count() or 1))
         if busy <= max_busy_percent or time.time() > deadline:
             return busy
@@ -249,16 +225,6 @@ def digits_id(split: str) -> str:
 def test_videos(num: int, frames: int, seed: int, start: int = 0) -> np.ndarray:
     """Held-out Moving MNIST (test digits): uint8 (num, frames, 64, 64)."""
     return MovingMNIST("test", frames=frames, seed=seed).videos(num, start)
-
-
-def batches(total: int, size: int):
-    for lo in range(0, total, size):
-        yield lo, min(lo + size, total)
-
-
-def gray(frames: np.ndarray) -> np.ndarray:
-    """Pipeline output uint8 (..., H, W, 3) with equal channels -> (..., H, W)."""
-    return frames[..., 0] if frames.ndim >= 3 and frames.shape[-1] in (1, 3) else frames
 
 
 def log(*msg) -> None:

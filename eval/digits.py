@@ -1,6 +1,7 @@
 """Do the digits stay recognisable, and stay the same digits? Digit identity over time.
 
-A small CNN, trained once on frames of Moving MNIST made from the *train* digits (cached in eval/cache/),
+A small CNN trained on frames of Moving MNIST made from the *train* digits, pinned (its weights are
+committed, vidm/bench/digit_classifier.safetensors, made by `python -m vidm.bench.train_classifier`),
 says which of the ten classes appear in a 64x64 frame (multi-label: one sigmoid per class; global max
 pooling, so it does not care where a digit is). A frame's *digit set* is the classes with probability
 above 0.5. A video *keeps its digits* at frame t when the set at t is non-empty and equal to the set at
@@ -13,152 +14,23 @@ classifier's exact-set accuracy on real test frames says how far to trust it.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from common import (CACHE, batches, digits_id, gray, load_pipeline, log, parser, setup, timer,
-                    write_result)
-from vidm.atomic import atomic_path
+from common import batches, gray, load_pipeline, log, parser, setup, timer, write_result
+from vidm.bench import digit_classifier
+from vidm.bench.digit_classifier import DigitNet, digit_sets, labelled_frames, multi_hot, to_input  # noqa: F401
+from vidm.bench.digit_identity import (INK, count_shares, ink_kept, kept, shifted, summary,  # noqa: F401
+                                       translation_ceiling)
+from vidm.bench.train_classifier import TRAIN_FRAMES, TRAIN_SEED, TRAIN_VIDEOS
 from vidm.data.moving_mnist import MovingMNIST
 from vidm.pipeline import CONTENT_SAMPLER
 
-VERSION = 1  # bump when the network or its training changes, so that a cached classifier is not reused
-TRAIN_VIDEOS, TRAIN_FRAMES, TRAIN_SEED = 3000, 20, 100  # classifier data: every frame of these train videos
-EPOCHS, BATCH, LR = 3, 128, 2e-3
-
-
-class DigitNet(nn.Module):
-    """64x64 grayscale frame -> logits of the ten classes being present."""
-
-    def __init__(self):
-        super().__init__()
-        act = nn.ReLU()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1), act,  # 32x32
-            nn.Conv2d(16, 32, 3, padding=1), act, nn.MaxPool2d(2),  # 16x16
-            nn.Conv2d(32, 64, 3, padding=1), act, nn.MaxPool2d(2),  # 8x8: receptive field about a digit
-            nn.Conv2d(64, 128, 3, padding=1), act)
-        self.head = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).amax(dim=(2, 3)))
-
-
-def to_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 64, 64) -> float (N, 1, 64, 64) in [0, 1]."""
-    return torch.from_numpy(frames).float().unsqueeze(1) / 255
-
-
-def multi_hot(classes: np.ndarray) -> np.ndarray:
-    """Classes (N, D) -> (N, 10) with 1 where a class is present."""
-    out = np.zeros((len(classes), 10), dtype=np.float32)
-    np.put_along_axis(out, classes, 1.0, axis=1)
-    return out
-
-
-def labelled_frames(split: str, num: int, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every frame of `num` videos, (num * frames, 64, 64), and the multi-hot classes of each."""
-    data = MovingMNIST(split, frames=frames, seed=seed)
-    videos = data.videos(num).reshape(-1, 64, 64)
-    targets = np.repeat(multi_hot(np.stack([data.classes(i) for i in range(num)])), frames, axis=0)
-    return videos, targets
-
-
-def train_classifier() -> DigitNet:
-    torch.manual_seed(0)
-    x, y = labelled_frames("train", TRAIN_VIDEOS, TRAIN_FRAMES, TRAIN_SEED)
-    net = DigitNet()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    steps = EPOCHS * (len(x) // BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
-    g = np.random.default_rng(0)
-    start = time.time()
-    for epoch in range(EPOCHS):
-        order = g.permutation(len(x))
-        for i in range(len(x) // BATCH):
-            idx = order[i * BATCH:(i + 1) * BATCH]
-            loss = nn.functional.binary_cross_entropy_with_logits(net(to_input(x[idx])), torch.from_numpy(y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        log(f"  classifier epoch {epoch + 1}/{EPOCHS}: loss {loss.item():.4f} ({time.time() - start:.0f} s)")
-    return net.eval()
-
 
 def load_classifier() -> DigitNet:
-    """The cached classifier of the current train digits, trained (a few minutes on 2 cores) if missing."""
-    path = CACHE / f"digitnet-v{VERSION}-{digits_id('train')}.pt"
-    if path.is_file():
-        net = DigitNet()
-        net.load_state_dict(torch.load(path, weights_only=True))
-        return net.eval()
-    log(f"training the digit classifier on {TRAIN_VIDEOS * TRAIN_FRAMES} frames of train digits")
-    net = train_classifier()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(net.state_dict(), tmp)
-    return net
-
-
-@torch.inference_mode()
-def digit_sets(net: DigitNet, frames: np.ndarray, batch: int = 512) -> np.ndarray:
-    """uint8 frames (..., 64, 64) -> bool (..., 10): the classes the classifier is confident about."""
-    flat = frames.reshape(-1, *frames.shape[-2:])
-    out = np.concatenate([(net(to_input(flat[lo:hi])) > 0).numpy() for lo, hi in batches(len(flat), batch)])
-    return out.reshape(*frames.shape[:-2], 10)
-
-
-def kept(sets: np.ndarray) -> np.ndarray:
-    """Digit sets (N, T, 10) -> bool (N, T): a non-empty set equal to the one of frame 0."""
-    return sets.any(axis=-1) & (sets == sets[:, :1]).all(axis=-1)
-
-
-def shifted(frames: np.ndarray, s: int) -> np.ndarray:
-    """uint8 frames (N, H, W) moved s px right and down, the vacated border black (digits do not wrap)."""
-    out = np.zeros_like(frames)
-    out[:, s:, s:] = frames[:, :-s, :-s]
-    return out
-
-
-def translation_ceiling(net: DigitNet, first: np.ndarray, shifts=(1, 2, 4)) -> dict:
-    """How often frame 0, only moved by s px, still reads as its own digit set: what a motion model that
-    moved the digits perfectly would score at the next frame. Below real frames' value, the first frames
-    themselves (not the motion) are what the classifier cannot read stably."""
-    rates = {}
-    for s in shifts:
-        rates[f"{s}px"] = float(kept(digit_sets(net, np.stack([first, shifted(first, s)], axis=1)))[:, 1].mean())
-    return rates
-
-
-def count_shares(sets: np.ndarray) -> dict:
-    """Digit sets (N, 10) -> the share of frames in which the classifier names 0, 1, 2 and 3+ digits."""
-    sizes = sets.sum(axis=-1)
-    return {str(k): float((sizes == k).mean()) for k in (0, 1, 2)} | {"3+": float((sizes >= 3).mean())}
-
-
-INK = 128  # a pixel holds ink above this (as in eval/overlap.py)
-
-
-def ink_kept(videos: np.ndarray) -> np.ndarray:
-    """uint8 videos (N, T, H, W) -> bool (N, T - 1): frame t >= 1 holds at least half of frame 0's ink, so
-    its digits have not faded into a faint smear (the first sign of a few-step sampler washing out)."""
-    ink = (videos > INK).sum(axis=(2, 3))
-    return ink[:, 1:] >= 0.5 * ink[:, :1]
-
-
-def summary(keep: np.ndarray, sets: np.ndarray, videos: np.ndarray) -> dict:
-    T = keep.shape[1]
-    at = {f"frame_{t}": float(keep[:, t].mean()) for t in (7, 15, 31, 63, 127, 255, 511, 999) if t < T}
-    return {"kept_mean_over_frames": float(keep.mean()), "kept_at": at,
-            "frames_keeping_half_the_ink": float(ink_kept(videos).mean()),
-            "kept_all_frames": float(keep.all(axis=1).mean()),
-            "frame0_digits": count_shares(sets[:, 0]),
-            "per_frame": keep.mean(axis=0).round(4)}
+    """The pinned classifier (vidm/bench/digit_classifier.safetensors), the same in every clone."""
+    return digit_classifier.load()
 
 
 def plot(path: Path, real: np.ndarray, generated: np.ndarray, label: str) -> None:
@@ -225,7 +97,8 @@ def main() -> None:
               "generation_seconds": took(),
               "classifier": {"trained_on": f"every frame of MovingMNIST('train', frames={TRAIN_FRAMES}, "
                                           f"seed={TRAIN_SEED}) videos 0..{TRAIN_VIDEOS - 1}",
-                             "exact_set_accuracy_real_test_frames": exact, "test_frames": len(x)},
+                             "exact_set_accuracy_real_test_frames": exact, "test_frames": len(x),
+                             "weights_sha256": digit_classifier.weights_sha256()},
               "real": summary(real_kept, real_sets, real_videos), "generated": summary(gen_kept, gen_sets, frames),
               "translation_ceiling": {"real": translation_ceiling(net, real_videos[:, 0]),
                                       "generated": translation_ceiling(net, frames[:, 0])}}

@@ -13,17 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from common import batches, gray, load_pipeline, log, parser, setup, test_videos, timer, write_result
-from digits import count_shares, digit_sets, load_classifier, translation_ceiling
+from digits import count_shares, digit_sets, load_classifier
+from vidm.bench.first_frames import describe, through_vae
 from vidm.pipeline import CONTENT_SAMPLER, CONTENT_STEPS
 
 
 def digit_counts(net, frames: np.ndarray) -> dict:
     """uint8 (N, 64, 64) -> the share of frames in which the classifier names 0, 1, 2 and 3+ digits."""
     return count_shares(digit_sets(net, frames))
-
-
-def describe(net, frames: np.ndarray) -> dict:
-    return {"digits": digit_counts(net, frames), "translation_ceiling": translation_ceiling(net, frames)}
 
 
 def main() -> None:
@@ -42,16 +39,13 @@ def main() -> None:
     pipe = load_pipeline(args.model, args.device)
 
     real = test_videos(args.num, 1, args.data_seed)[:, 0]
-    # a one-frame video from a given first frame is that frame encoded and decoded
-    through_vae = np.concatenate([gray(pipe(first_frame=real[lo:hi, ..., None], num_videos=hi - lo,
-                                            num_frames=1).frames)[:, 0] for lo, hi in batches(args.num, args.batch)])
     generated = np.empty_like(real)
     with timer() as took:
         for lo, hi in batches(args.num, args.batch):
             generated[lo:hi] = gray(pipe(num_videos=hi - lo, num_frames=1, content_steps=args.steps,
                                          content_sampler=args.sampler, seed=args.seed + lo).frames)[:, 0]
     result = {"num": args.num, "steps": args.steps, "sampler": args.sampler, "generation_seconds": took(),
-              "real": describe(net, real), "real_through_vae": describe(net, through_vae),
+              "real": describe(net, real), "real_through_vae": describe(net, through_vae(pipe, real)),
               "generated": describe(net, generated)}
     out = write_result(args.out, result, args)
     log(f"wrote {out}: two digits: generated {result['generated']['digits']['2']:.3f}, "

@@ -18,40 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (CACHE, CallCounter, RESULTS, batches, digits_id, gray, load_pipeline, log, parser,
-                    setup, test_videos, timer, write_section)
+from common import (CACHE, CallCounter, RESULTS, batches, digits_id, load_pipeline, log, parser, setup,
+                    test_videos, timer, write_section)
 from vidm.atomic import atomic_path
-from vidm.metrics import mse_per_frame, psnr, ssim
+from vidm.bench.generate import predict
+from vidm.bench.prediction import METRICS, copy_last, frame_metrics, summarise
 
 SAMPLE_STRIDE = 1_000_000  # seed offset between the N samples of one sequence
-METRICS = {"mse": mse_per_frame, "ssim": ssim, "psnr": psnr}
-
-
-def predict(pipe, clips: np.ndarray, future: int, sampler: str, steps: int, seed: int, batch: int,
-            counter: CallCounter | None = None) -> np.ndarray:
-    """uint8 clips (N, Tc, H, W) -> predicted uint8 frames (N, future, H, W); sequence i uses seed + i."""
-    out = np.empty((len(clips), future, *clips.shape[2:]), dtype=np.uint8)
-    for lo, hi in batches(len(clips), batch):
-        frames = pipe(num_videos=hi - lo, num_frames=future, context=clips[lo:hi, ..., None],
-                      num_inference_steps=steps, sampler=sampler, seed=seed + lo).frames
-        out[lo:hi] = gray(frames)
-    return out
-
-
-def frame_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
-    """Per sequence and frame (N, T) arrays of each metric."""
-    return {name: fn(pred, true) for name, fn in METRICS.items()}
-
-
-def summarise(per: dict[str, np.ndarray]) -> dict:
-    """(N, T) metrics -> per-future-frame means and the mean over frames (with its standard error)."""
-    out = {}
-    for name, values in per.items():
-        seq_mean = values.mean(axis=1)
-        out[name] = {"mean": float(seq_mean.mean()),
-                     "sem": float(seq_mean.std(ddof=1) / np.sqrt(len(seq_mean))) if len(seq_mean) > 1 else None,
-                     "per_frame": values.mean(axis=0).tolist()}
-    return out
 
 
 def evaluate_prediction(pipe, videos: np.ndarray, context: int, sampler: str, steps: int, seed: int,
@@ -72,11 +45,10 @@ def evaluate_prediction(pipe, videos: np.ndarray, context: int, sampler: str, st
     stacked = {k: np.stack([m[k] for m in per_sample], axis=1) for k in METRICS}  # (N, S, T)
     best = stacked["mse"].mean(axis=2).argmin(axis=1)  # per sequence, lowest mean MSE
     pick = lambda a: a[np.arange(len(a)), best]  # noqa: E731
-    copy_last = np.repeat(clips[:, -1:], future, axis=1)
     result = {
         "model": summarise({k: v[:, 0] for k, v in stacked.items()}),
         f"best_of_{samples}": summarise({k: pick(v) for k, v in stacked.items()}),
-        "copy_last": summarise(frame_metrics(copy_last, truth)),
+        "copy_last": summarise(frame_metrics(copy_last(clips, future), truth)),
         # batched calls: each pipeline call makes this many per frame, whatever its batch size
         "network_calls_per_frame": counter.total / (samples * future * batch_count(len(clips), batch)),
         "seconds": took(),

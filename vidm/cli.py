@@ -1,4 +1,4 @@
-"""The `vidm` command line: generate, extend, data, train, export, demo, fvd."""
+"""The `vidm` command line: generate, extend, data, train, export, demo, fvd, bench."""
 from __future__ import annotations
 
 import argparse
@@ -187,6 +187,16 @@ def cmd_demo(args) -> None:
     serve(args, load_pipeline, Path(args.model or default_model_dir()).name)
 
 
+def cmd_bench(args) -> None:
+    from .bench.suite import run
+    from .threads import command_threads
+
+    out = run(args.out, model=args.model, dataset=args.dataset, quick=args.quick, detector=args.detector,
+              steps=args.steps, sampler=args.sampler, seed=args.seed, device=args.device,
+              threads=args.threads or command_threads())
+    print(f"wrote {out}/report.md and {out}/results.json")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
@@ -294,6 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     from . import fvd
 
     fvd.register(sub)
+
+    p = sub.add_parser("bench", help="measure a model folder and write its report (report.md, results.json, plots)")
+    p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
+    p.add_argument("--dataset", default="moving-mnist",
+                   help="moving-mnist (default: made from the held-out test digits), or a split folder made by "
+                        "`vidm data prepare` (speed, memory and FVD)")
+    p.add_argument("--out", default="bench", help="report folder (default ./bench; an earlier report there is replaced)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sets: every part in a few minutes on 2 cores, to check a model while it trains")
+    p.add_argument("--detector", help="I3D weights for FVD, as `vidm fvd` takes them (default: $VIDM_I3D; "
+                                      "without either, FVD is skipped and the report says why)")
+    p.add_argument("--steps", type=positive_int, default=5,
+                   help="denoising steps per frame of the quality measures (default 5); speed uses the defaults")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
+    p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch threads (default: $OMP_NUM_THREADS, else the cores idle when it starts)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

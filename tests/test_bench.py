@@ -1,0 +1,198 @@
+"""`vidm bench` on a tiny random 64x64 model with tiny sets: the report, its provenance, its baseline, its errors."""
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_UNET
+from vidm import cli
+from vidm.autoencoder import Autoencoder
+from vidm.bench import context, digit_classifier, digit_identity, speed, suite
+from vidm.config import AutoencoderConfig, ContentConfig, MotionConfig, UNetConfig
+from vidm.content_model import ContentModel
+from vidm.data.moving_mnist import MovingMNIST
+from vidm.motion_model import MotionModel
+from vidm.pipeline import VIDMPipeline
+
+TINY_SIZES = context.Sizes(prediction=3, identity=2, accuracy_videos=5, first_frames=2, frechet=2, fvd=2,
+                           speed_frames=2, speed_min_seconds=0.0, memory_lengths=(3,), memory_steps=1)
+IDENTITY_FRAMES = 16
+
+
+def tiny_pipeline_64(seed: int = 0) -> VIDMPipeline:
+    """The conftest's tiny models at Moving MNIST's 64x64, with a motion predictor (so its mean is measured)."""
+    torch.manual_seed(seed)
+    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
+    content = ContentModel(ContentConfig(unet=UNetConfig(**TINY_UNET)))
+    predictor = UNetConfig(in_channels=12, out_channels=4, **TINY_UNET)
+    motion = MotionModel(MotionConfig(unet=UNetConfig(cond_channels=16, **TINY_UNET), predictor=predictor,
+                                      context_frames=2, max_frames=16))
+    with torch.no_grad():  # zero-initialised output layers would make every sample the same
+        for model in (content, motion):
+            for p in model.parameters():
+                if torch.all(p == 0):
+                    p.normal_(0, 0.02)
+    return VIDMPipeline(vae, content, motion)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench") / "model"
+    tiny_pipeline_64().save_pretrained(folder)
+    return folder
+
+
+class MeanBrightness:
+    """Stands in for the random I3D of the proxy Fréchet distance (seconds per video on the CPU; its own
+    tests are in test_fvd.py): each frame's mean brightness as a feature."""
+
+    name, sha256 = "mean brightness per frame", None
+
+    def features(self, videos) -> np.ndarray:
+        return np.asarray(videos, np.float64).mean(axis=(2, 3, 4))
+
+
+def bench(*args: str) -> None:
+    """`vidm bench --quick --threads 1 ...` in this process, with the tiny sets."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(context, "QUICK", TINY_SIZES)
+        mp.setattr(suite, "QUICK", TINY_SIZES)
+        mp.setattr("vidm.i3d.random_detector", lambda seed=0, device="cpu": MeanBrightness())
+        mp.setattr(digit_identity, "FRAMES", IDENTITY_FRAMES)  # 64 in a real run
+        mp.setattr(speed, "BATCHES", (1, 2))  # 1 and 16 in a real run
+        mp.delenv("VIDM_I3D", raising=False)
+        cli.main(["bench", "--quick", "--threads", "1", "--steps", "1", *args])
+
+
+@pytest.fixture(scope="module")
+def report(model_dir):
+    out = model_dir.parent / "report"
+    bench("--model", str(model_dir), "--out", str(out))
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_the_report_names_what_its_numbers_depend_on(report, model_dir):
+    out, r = report
+    assert r["command"] and r["date"] and r["torch"] == torch.__version__ and r["threads"] == 1
+    assert r["machine"]["threads"] == 1 and r["machine"]["cpu"]
+    assert r["commit"] is None or len(r["commit"].split("+")[0]) == 40
+    for stage in ("vae", "content", "motion"):
+        weights = (model_dir / stage / "model.safetensors").read_bytes()
+        assert r["model"]["sha256"][stage] == hashlib.sha256(weights).hexdigest()
+    assert r["quick"] and r["sizes"] == json.loads(json.dumps(dataclasses.asdict(TINY_SIZES)))
+    assert set(r["measures"]) == {"prediction", "digit_identity", "first_frames", "frechet_proxy", "speed", "memory"}
+    text = (out / "report.md").read_text()
+    for plot in ("prediction_per_frame.png", "identity_per_frame.png", "first_frames.png", "memory.png"):
+        assert (out / plot).stat().st_size > 0 and f"]({plot})" in text
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_fvd_without_a_detector_is_skipped_and_the_report_says_why(report):
+    out, r = report
+    assert "fvd" not in r["measures"] and "--detector" in r["skipped"]["fvd"]
+    assert "## Skipped" in (out / "report.md").read_text()
+
+
+def test_copy_last_baseline_is_the_hand_computed_error_on_the_same_clips(report):
+    _, r = report
+    p = r["measures"]["prediction"]
+    videos = MovingMNIST("test", frames=20, seed=1).videos(TINY_SIZES.prediction).astype(np.float64) / 255
+    # squared error of frame 10 against each of frames 11..20, summed over the 64x64 frame
+    by_hand = ((videos[:, 10:] - videos[:, 9:10]) ** 2).sum(axis=(2, 3))
+    assert p["copy_last"]["mse"]["mean"] == pytest.approx(by_hand.mean(), rel=1e-9)
+    assert p["copy_last"]["mse"]["per_frame"] == pytest.approx(by_hand.mean(axis=0).tolist(), rel=1e-9)
+    assert set(p) >= {"sample", "mean"} and len(p["sample"]["ssim"]["per_frame"]) == 10
+
+
+def test_identity_scores_real_videos_as_the_ceiling_with_the_pinned_classifier(report):
+    _, r = report
+    c = r["digit_classifier"]
+    assert c["weights"] == "digit_classifier.safetensors"
+    assert c["sha256"] == hashlib.sha256(digit_classifier.WEIGHTS.read_bytes()).hexdigest()
+    assert 0 <= c["exact_set_accuracy"] <= 1 and c["test_frames"] == TINY_SIZES.accuracy_videos * 20
+    d = r["measures"]["digit_identity"]
+    assert len(d["real"]["per_frame"]) == IDENTITY_FRAMES and d["real"]["per_frame"][0] in (0.0, 0.5, 1.0)
+    assert set(d) >= {"from_real_first_frame", "from_scratch"}
+
+
+def test_the_pinned_classifier_reads_real_test_frames():
+    net = digit_classifier.load()
+    acc = digit_classifier.exact_set_accuracy(net, videos=20)
+    assert acc["test_frames"] == 400 and acc["exact_set_accuracy"] > 0.6  # about 0.7: touching digits fool it
+
+
+def expect_error(capsys, *args: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        bench(*args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("vidm: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_input_is_a_one_line_error_and_no_report(model_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    args = ["--model", str(model_dir), "--out", str(out)]
+    assert "not found" in expect_error(capsys, *args, "--detector", str(tmp_path / "missing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not weights")
+    assert "junk.pt" in expect_error(capsys, *args, "--detector", str(junk))
+    assert "unknown dataset" in expect_error(capsys, *args, "--dataset", "kinetics")
+    assert "model folder" in expect_error(capsys, "--model", str(tmp_path / "nope"), "--out", str(out))
+    assert list(tmp_path.iterdir()) == [junk]  # nothing written, not even a temporary folder
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    assert "other than a vidm bench report" in expect_error(capsys, "--model", str(model_dir),
+                                                            "--out", str(tmp_path / "notes"))
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_a_measure_is_one_registered_function_and_a_failed_run_writes_nothing(model_dir, tmp_path, monkeypatch):
+    def extra(b):
+        return suite.Section("extra", "An extra measure", {"frames": b.sizes.speed_frames}, "It measured.")
+
+    def broken(b):
+        raise RuntimeError("a measure failed")
+
+    out = tmp_path / "report"
+    fast = [m for m in suite.MEASURES if m.name == "speed"]
+    monkeypatch.setattr(suite, "MEASURES", (*fast, suite.Measure("extra", extra)))
+    bench("--model", str(model_dir), "--out", str(out))
+    r = json.loads((out / "results.json").read_text())
+    assert r["measures"]["extra"] == {"frames": 2} and "## An extra measure" in (out / "report.md").read_text()
+    assert "digit_classifier" not in r  # no measure read digits
+    before = (out / "results.json").read_bytes()
+    monkeypatch.setattr(suite, "MEASURES", (*fast, suite.Measure("broken", broken)))
+    with pytest.raises(RuntimeError):
+        bench("--model", str(model_dir), "--out", str(out))
+    assert (out / "results.json").read_bytes() == before  # the earlier report stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def prepared_split(folder: Path, resolution: int, videos: int = 2, frames: int = 20) -> Path:
+    """A split as `vidm data prepare` writes it: index.json and uint8 (T, R, R, 3) arrays."""
+    (folder / "videos").mkdir(parents=True)
+    entries = []
+    for i in range(videos):
+        np.save(folder / "videos" / f"v{i}.npy", np.full((frames, resolution, resolution, 3), 40 * i, np.uint8))
+        entries.append({"path": f"videos/v{i}.npy", "frames": frames, "label": None})
+    index = {"format": 1, "dataset": "folder", "split": folder.name, "fold": None, "resolution": resolution,
+             "max_frames": 0, "root": str(folder), "classes": [], "complete": True, "videos": entries, "failed": []}
+    (folder / "index.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_a_prepared_dataset_gets_speed_and_memory(model_dir, tmp_path, capsys):
+    data = prepared_split(tmp_path / "data" / "test", 64)
+    out = tmp_path / "report"
+    bench("--model", str(model_dir), "--out", str(out), "--dataset", str(data.parent))  # its one split
+    r = json.loads((out / "results.json").read_text())
+    assert set(r["measures"]) == {"speed", "memory"} and "fvd" in r["skipped"]
+    assert r["dataset"]["kind"] == "prepared" and r["dataset"]["resolution"] == 64
+    other = prepared_split(tmp_path / "data128" / "test", 128)
+    assert "128px" in expect_error(capsys, "--model", str(model_dir), "--out", str(out), "--dataset", str(other))
