@@ -1,4 +1,9 @@
-"""Tiny randomly initialised models, so that every test runs on the CPU in seconds."""
+"""Tiny randomly initialised models, so that every test runs on the CPU in seconds; the rule for the demo's
+optional tools (skip where they are missing, fail where the run must include the browser tests)."""
+import importlib
+import importlib.util
+import os
+
 import pytest
 import torch
 
@@ -41,3 +46,39 @@ def pipe_dir(tmp_path, pipe):
     folder = tmp_path / "model"
     pipe.save_pretrained(folder)
     return folder
+
+
+# CI sets VIDM_REQUIRE_BROWSER=1 (.ci/run): the demo's tests in Chromium must run there, so a missing tool is a
+# failure instead of a skip, and a run in which no browser test passed fails at the end.
+REQUIRE_BROWSER = os.environ.get("VIDM_REQUIRE_BROWSER") == "1"
+BROWSER_TESTS = "test_demo_browser.py"
+
+
+def demo_requirement(module: str, reason: str):
+    """Imports a tool the demo's tests need. Where it is not installed the test (or module) skips, or fails under
+    VIDM_REQUIRE_BROWSER=1; an ImportError raised inside an installed module always fails."""
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        missing(reason)
+    return importlib.import_module(module)
+
+
+def missing(reason: str) -> None:
+    """Skips for a missing tool of the demo's tests, or fails under VIDM_REQUIRE_BROWSER=1."""
+    if REQUIRE_BROWSER:
+        pytest.fail(f"VIDM_REQUIRE_BROWSER=1, but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+_browser_tests_passed = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed and BROWSER_TESTS in report.nodeid:
+        _browser_tests_passed.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_BROWSER and not _browser_tests_passed and exitstatus == pytest.ExitCode.OK:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(f"VIDM_REQUIRE_BROWSER=1, but no test of {BROWSER_TESTS} ran and passed", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

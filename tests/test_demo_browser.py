@@ -1,6 +1,7 @@
 """`vidm demo` in a real browser: Debian's headless Chromium, driven by Playwright, against a served tiny model.
 
-The server runs as a subprocess, as a user starts it; the tests skip where Chromium or Playwright is missing.
+The server runs as a subprocess, as a user starts it; the tests skip where Chromium or Playwright is missing,
+and fail there instead under VIDM_REQUIRE_BROWSER=1 (CI).
 """
 import os
 import shutil
@@ -18,18 +19,18 @@ from PIL import Image
 
 from vidm.video_io import read_video
 
-from conftest import tiny_pipeline
+from conftest import demo_requirement, missing, tiny_pipeline
 
-pytest.importorskip("gradio", reason='the demo extra is not installed: pip install -e ".[demo]"')
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+demo_requirement("gradio", 'the demo extra is not installed: pip install -e ".[demo]"')
+sync_api = demo_requirement("playwright.sync_api", "playwright is not installed: pip install playwright")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
-    pytest.skip("no Chromium: apt-get install chromium to run the browser tests", allow_module_level=True)
+    missing("no Chromium: apt-get install chromium to run the browser tests")
 
 # Headless, and nothing of the browser's own that reaches the network (updates, sync, QUIC probes).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SKIMAGE = Path(pytest.importorskip("skimage.data").data_dir)
+SKIMAGE = Path(demo_requirement("skimage.data", "scikit-image (sample images to upload) is not installed").data_dir)
 TIMEOUT_MS = 60_000
 
 

@@ -47,11 +47,11 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    steps = 30
+    steps = 16
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    subprocess.run(train_cmd(write_config(tmp_path, "vae", straight, steps=steps, save_every=5)), check=True,
+    subprocess.run(train_cmd(write_config(tmp_path, "vae", straight, steps=steps, save_every=4)), check=True,
                    env=env(), capture_output=True)
-    config = write_config(tmp_path, "vae", crashed, steps=steps, save_every=5)
+    config = write_config(tmp_path, "vae", crashed, steps=steps, save_every=4)
     proc = subprocess.Popen(train_cmd(config), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = crashed / "vae" / "train_state.pt"
     deadline = time.time() + 120

@@ -78,6 +78,26 @@ def test_resume_runs_only_the_remaining_steps_and_ends_with_the_uninterrupted_we
             torch.testing.assert_close(a[part][name], b[part][name], atol=0, rtol=0)
 
 
+def test_two_accumulation_steps_make_the_update_of_one_batch_twice_their_size(tmp_path):
+    """batch_size is the global batch: 4 in one pass, or 2 + 2 accumulated, gives the same step in float32.
+    Without gradient clipping, so Adam's moments show the gradients' scale as well as their direction."""
+    states, losses = {}, {}
+    for accum in (1, 2):
+        out = tmp_path / f"accum{accum}"
+        assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=2, batch_size=4,
+                                                             accum_steps=accum, grad_clip=0.0,
+                                                             precision="float32")) == 0
+        states[accum] = torch.load(out / "vae" / "train_state.pt", weights_only=True)
+        losses[accum] = [json.loads(line)["loss"] for line in (out / "vae" / "log.jsonl").read_text().splitlines()]
+    one, two = states[1], states[2]
+    assert losses[2] == pytest.approx(losses[1], rel=1e-5)  # the logged loss is the mean over the whole batch
+    for name in one["model"]:
+        torch.testing.assert_close(two["model"][name], one["model"][name], rtol=1e-4, atol=1e-7)
+    for k, moments in one["optimizer"]["state"].items():
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(two["optimizer"]["state"][k][moment], moments[moment], rtol=1e-3, atol=1e-9)
+
+
 def test_cosine_learning_rate_warms_up_then_decays_to_its_floor_and_is_logged(tmp_path):
     cfg = TrainConfig(lr=1e-3, steps=101, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
     assert learning_rate(cfg, 0) == pytest.approx(1e-4)  # warm-up: (step + 1) / warmup_steps
