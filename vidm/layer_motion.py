@@ -57,7 +57,7 @@ class LayerMotion(nn.Module):
         super().__init__()
         self.config, self.resolution = cfg, cfg.resolution
         n = cfg.track_frames
-        per_layer = 5 * n  # box (4) and known (1) per frame
+        per_layer = 5 * n + 2 * (n - 1)  # box (4) and known (1) per frame, displacement (2) between frames
         self.time_dim = 32
         width = cfg.hidden
         layers = [nn.Linear(2 + self.time_dim + 2 * per_layer + 1, width), nn.SiLU()]
@@ -68,18 +68,23 @@ class LayerMotion(nn.Module):
         self.diffusion = Diffusion(DiffusionConfig(schedule="cosine", prediction="v"))
 
     def features(self, track: Track) -> torch.Tensor:
-        """(B, L, F): each layer's boxes over its track and the mean of the other layers' (present ones)."""
+        """(B, L, F): each layer's boxes over its track and its displacements between known frames (the
+        velocity, given outright rather than left to the MLP to subtract), then the mean of the other present
+        layers' same features."""
         B, N, L, _ = track.offsets.shape
         box = track.boxes[:, None] + track.offsets.repeat(1, 1, 1, 2)  # (B, N, L, 4)
         box = box / self.resolution * 2 - 1
-        known = (track.known[:, :, None] & track.present[:, None]).float()  # (B, N, L)
-        own = torch.cat([box * known[..., None], known[..., None]], dim=-1)  # (B, N, L, 5)
-        own = own.permute(0, 2, 1, 3).reshape(B, L, N * 5)
-        weight = track.present.float()
-        total = (own * weight[..., None]).sum(1, keepdim=True)
-        count = weight.sum(1, keepdim=True)[..., None]
-        others = (total - own * weight[..., None]) / (count - weight[..., None]).clamp_min(1)
-        return torch.cat([own, others, (count - weight[..., None] > 0).float()], dim=-1)
+        known = (track.known[:, :, None] & track.present[:, None]).float()[..., None]  # (B, N, L, 1)
+        both = known[:, 1:] * known[:, :-1]
+        moves = (track.offsets[:, 1:] - track.offsets[:, :-1]) / SCALE * both  # (B, N - 1, L, 2)
+        own = torch.cat([(box * known).permute(0, 2, 1, 3).reshape(B, L, -1),
+                         known.permute(0, 2, 1, 3).reshape(B, L, -1),
+                         moves.permute(0, 2, 1, 3).reshape(B, L, -1)], dim=-1)
+        weight = track.present.float()[..., None]
+        total = (own * weight).sum(1, keepdim=True)
+        count = weight.sum(1, keepdim=True)
+        others = (total - own * weight) / (count - weight).clamp_min(1)
+        return torch.cat([own, others, (count - weight > 0).float()], dim=-1)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """x_t (B, L, 2), t (B,), features (B, L, F) -> v (B, L, 2)."""
