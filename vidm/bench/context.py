@@ -32,7 +32,7 @@ class Sizes:
 FULL = Sizes(prediction=1000, identity=128, accuracy_videos=500, first_frames=512, frechet=256, fvd=2048,
              speed_frames=64, speed_min_seconds=60.0, memory_lengths=(16, 1024), memory_steps=None)
 # Peak memory does not depend on the steps per frame; 2 steps make streaming 1,024 frames quick.
-QUICK = Sizes(prediction=16, identity=8, accuracy_videos=50, first_frames=32, frechet=12, fvd=16,
+QUICK = Sizes(prediction=16, identity=8, accuracy_videos=500, first_frames=32, frechet=8, fvd=16,
               speed_frames=16, speed_min_seconds=0.0, memory_lengths=(16, 1024), memory_steps=2)
 
 

@@ -77,7 +77,7 @@ def measure(bench) -> Section:
     bench.log(f"digit identity: {n} videos of {FRAMES} frames from scratch")
     videos["from_scratch"] = generate(bench.pipe, n, FRAMES, bench.sampler, bench.steps, bench.seed, BATCH,
                                       log=bench.log, content_steps=CONTENT_STEPS, content_sampler=CONTENT_SAMPLER)
-    results = {"videos": n, "frames": FRAMES, "real": bench.dataset.name(FRAMES, DATA_SEED, n),
+    results = {"videos": n, "frames": FRAMES, "real_videos": bench.dataset.name(FRAMES, DATA_SEED, n),
                "sampler": bench.sampler, "steps": bench.steps,
                "first_frame_from_scratch": f"{CONTENT_SAMPLER} x {CONTENT_STEPS}",
                "seed": f"video i uses {bench.seed} + i"}
@@ -104,7 +104,7 @@ def table(r: dict, bench) -> str:
                     + [f"{s['kept_at'][f'frame_{t}']:.0%}" for t in at]
                     + [f"{s['frames_keeping_half_the_ink']:.0%}", f"{s['frame0_digits']['2']:.0%}"])
     text = (f"Share of videos whose frame shows exactly the digits the classifier reads in their frame 0 "
-            f"(real: {r['real']}; generated frames with {r['sampler']} x {r['steps']} steps, the first frame "
+            f"(real: {r['real_videos']}; generated frames with {r['sampler']} x {r['steps']} steps, the first frame "
             f"from scratch with {r['first_frame_from_scratch']}).\n\n")
     return text + markdown_table(["videos keeping the digits of frame 0", f"mean over {r['frames']} frames"]
                                  + [f"frame {t + 1}" for t in at]
@@ -130,6 +130,6 @@ def plot_curves(path, r: dict) -> None:
 def plot_examples(path, videos: dict[str, np.ndarray], examples: int = 2, every: int = 8) -> None:
     """Two videos of each kind, every 8th frame and the last."""
     frames = list(range(0, FRAMES, every)) + [FRAMES - 1]
-    rows = [(f"{name.replace('_', ' ')} #{r}", v[r, frames]) for name, v in videos.items()
-            for r in range(min(examples, len(v)))]
+    short = {"real": "real", "from_real_first_frame": "real frame 0", "from_scratch": "from scratch"}
+    rows = [(f"{short[name]} #{r}", v[r, frames]) for name, v in videos.items() for r in range(min(examples, len(v)))]
     save_montage(path, rows, [f"frame {t + 1}" for t in frames])

@@ -38,7 +38,7 @@ def measure(bench) -> Section:
               "generated": generate(bench.pipe, n, 1, bench.sampler, bench.steps, bench.seed, BATCH, log=bench.log,
                                     content_steps=CONTENT_STEPS, content_sampler=CONTENT_SAMPLER)[:, 0]}
     results = {"num": n, "sampler": CONTENT_SAMPLER, "steps": CONTENT_STEPS,
-               "real": bench.dataset.name(1, DATA_SEED, n), "seed": f"frame i uses {bench.seed} + i"}
+               "real_frames": bench.dataset.name(1, DATA_SEED, n), "seed": f"frame i uses {bench.seed} + i"}
     results |= {name: describe(net, f) for name, f in frames.items()}
     plot = "first_frames.png"
     plot_sheet(bench.folder / plot, frames)
@@ -54,7 +54,7 @@ def table(r: dict) -> str:
              f"{r[k]['digits']['0']:.0%} / {r[k]['digits']['3+']:.0%}",
              " / ".join(f"{v:.0%}" for v in r[k]["translation_ceiling"].values())] for k, label in LABELS.items()]
     text = (f"First frames drawn by the content model ({r['sampler']} x {r['steps']} steps, `vidm generate`'s "
-            f"default) against real ones ({r['real']}).\n\n")
+            f"default) against real ones ({r['real_frames']}).\n\n")
     return text + markdown_table(["first frames", "read as two digits", "one digit", "none / three or more",
                                   "translation ceiling 1 / 2 / 4 px"], rows)
 

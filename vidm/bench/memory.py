@@ -115,12 +115,11 @@ def measure(bench) -> Section:
                                         / first["peak_rss_during_generation_mib"] - 1)}
     text = (f"One video streamed frame by frame into an mp4 ({settings['sampler']} x {steps} steps per frame"
             + (", fewer than the default: memory does not depend on them" if steps != settings["steps"] else "")
-            + "), each length in a fresh process. Resident memory of the whole process.\n\n")
-    text += markdown_table(["frames", "before generation (MiB)", "peak during generation (MiB)",
-                            "peak of the process (MiB)", "seconds"],
+            + "), each length in a fresh process: the resident memory of the process, the model loaded, "
+            "before and during generation.\n\n")
+    text += markdown_table(["frames", "before generation (MiB)", "peak during generation (MiB)", "seconds"],
                            [[f"{r['frames']:,}", f"{r['rss_before_generation_mib']:.1f}",
-                             f"{r['peak_rss_during_generation_mib']:.1f}", f"{r['ru_maxrss_mib']:.1f}",
-                             f"{r['seconds']:.0f}"] for r in rows])
+                             f"{r['peak_rss_during_generation_mib']:.1f}", f"{r['seconds']:.0f}"] for r in rows])
     if len(rows) > 1:
         text += (f"\n\nFrom {first['frames']:,} to {last['frames']:,} frames the peak grew by "
                  f"{results['growth_percent']:+.1f}%.")

@@ -106,8 +106,7 @@ def save_montage(path, rows: list[tuple[str, np.ndarray]], columns: list[str], g
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.05)  # room for the row labels
     plt.close(fig)
 
 
@@ -139,7 +138,7 @@ def render(meta: dict, sections: list[Section], skipped: dict[str, str]) -> str:
         ["commit", f"`{meta['commit']}`" if meta["commit"] else "not a git checkout"],
         ["machine", f"{m['cpu']}, {m['cores']} cores, {m['device']}"
                     + (f" ({m['gpu_name']})" if m["gpu_name"] else "")],
-        ["torch, threads", f"{m['torch']}, {meta['threads']} threads"],
+        ["torch, threads", f"{m['torch']}, {meta['threads']} thread{'s' if meta['threads'] > 1 else ''}"],
         ["date", meta["date"]],
         ["took", f"{meta['seconds']:.0f} s"],
     ]), ""]

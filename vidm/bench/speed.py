@@ -52,7 +52,7 @@ def measure(bench) -> Section:
     text = (f"{frames}-frame videos at {bench.pipe.resolution}x{bench.pipe.resolution} with the default settings "
             f"({settings['sampler']} x {settings['steps']} steps per frame, the first frame "
             f"{settings['content_sampler']} x {settings['content_steps']}), end to end, on {bench.device} with "
-            f"{bench.threads} threads; the median of up to {MAX_RUNS} runs.\n\n")
+            f"{bench.threads} thread{'s' if bench.threads > 1 else ''}; the median of up to {MAX_RUNS} runs.\n\n")
     text += markdown_table(["batch", "frames per second", "seconds per run", "runs"],
                            [[r["batch"], f"{r['frames_per_second']:.2f}", f"{r['seconds']:.1f}", r["runs"]]
                             for r in rows])
