@@ -43,7 +43,7 @@ def assign_rest(frame_ink: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return labels
     _, (rows, cols) = ndi.distance_transform_edt(labels == 0, return_indices=True)
     nearest = labels[rows, cols]
-    return np.where(frame_ink > 0.02, nearest, 0)
+    return np.where(frame_ink > 0, nearest, 0)
 
 
 def cut(frame_ink: np.ndarray, num_layers: int, threshold: float = 0.25, min_pixels: int = 20) -> np.ndarray:
@@ -142,7 +142,7 @@ def composite(layers: torch.Tensor, mode: str = "max") -> torch.Tensor:
     if mode == "over":
         out = torch.zeros_like(layers[:, 0])
         for l in reversed(range(layers.shape[1])):
-            alpha = (ink(layers[:, l]) > 0.02).to(out)[:, None]
+            alpha = (ink(layers[:, l]) > 0).to(out)[:, None]
             out = alpha * layers[:, l] + (1 - alpha) * out
         return out
     raise ValueError(f"unknown composite {mode!r}")
