@@ -6,6 +6,7 @@ model is measured; `table` gathers every measured run with its training cost (st
 the run's log.jsonl) into a markdown table and a plot of each measure against CPU-hours.
 
     python eval/ablation.py measure --name plain --motion runs/ablation/plain/motion
+    python eval/ablation.py measure --name layers-5000 --motion runs/moving-mnist-64-layers/motion/step-5000
     python eval/ablation.py measure --name plain-eq --motion runs/ablation/plain-eq/motion --vae runs/ablation/vae-eq/vae
     python eval/ablation.py table
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ MEASURES = [
     ("quality_mean", "quality.py", ["--num", "200", "--best-of", "1", "--steps", "0", "--fvd-videos", "0"]),
     ("overlap", "overlap.py", ["--num", "256", "--steps", "5"]),
     ("digits", "digits.py", ["--videos", "128", "--frames", "64", "--steps", "5", "--first-frame", "real"]),
+    ("identity", "identity.py", ["--num", "128", "--steps", "5"]),
 ]
 
 
@@ -43,7 +46,9 @@ def pipeline_folder(tmp: Path, vae: Path, content: Path, motion: Path) -> Path:
 
 
 def has_predictor(motion: Path) -> bool:
-    return json.loads((motion / "config.json").read_text())["config"].get("predictor") is not None
+    """Whether the motion model has a mean to sample at 0 steps: a predictor UNet or layers."""
+    config = json.loads((motion / "config.json").read_text())["config"]
+    return config.get("predictor") is not None or config.get("layers") is not None
 
 
 def training_cost(motion: Path, steps: int | None, cpu_hours: float | None) -> dict:
@@ -51,7 +56,11 @@ def training_cost(motion: Path, steps: int | None, cpu_hours: float | None) -> d
     model without its log (the shipped one)."""
     if steps is not None:
         return {"steps": steps, "cpu_hours": cpu_hours, "wall_seconds": None, "final_loss": None, "loss_curve": []}
-    lines = [json.loads(line) for line in (motion / "log.jsonl").read_text().splitlines()]
+    snapshot = re.fullmatch(r"step-(\d+)", motion.name)  # a run's snapshot: its run's log, up to its step
+    log = (motion.parent if snapshot else motion) / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    if snapshot:
+        lines = [r for r in lines if r["step"] <= int(snapshot.group(1))]
     last = lines[-1]
     return {"steps": last["step"], "cpu_hours": last.get("cpu_hours"), "wall_seconds": last["seconds"],
             "final_loss": last["loss"], "loss_curve": [(r["step"], r.get("cpu_hours"), r["loss"]) for r in lines]}
@@ -83,8 +92,8 @@ def row(folder: Path) -> dict | None:
         path = folder / f"{name}.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
-    training, quality, mean, overlap, digits = (load(n) for n in ("training", "quality", "quality_mean",
-                                                                  "overlap", "digits"))
+    training, quality, mean, overlap, digits, identity = (load(n) for n in ("training", "quality", "quality_mean",
+                                                                            "overlap", "digits", "identity"))
     if training is None:
         return None
     r = {"name": folder.name, "steps": training["steps"], "cpu_hours": training["cpu_hours"],
@@ -100,6 +109,8 @@ def row(folder: Path) -> dict | None:
         gen = digits["generated"]
         r |= {"digits_mean": gen["kept_mean_over_frames"], "digits_frame63": gen["kept_at"].get("frame_63"),
               "ink": gen.get("frames_keeping_half_the_ink")}
+    if identity:
+        r |= {f"identity_{f}": identity["kept"].get(str(f)) for f in (20, 63)}
     return r
 
 
@@ -108,7 +119,8 @@ COLUMNS = [("name", "run", "{}"), ("steps", "steps", "{:,}"), ("cpu_hours", "CPU
            ("cross_t1", "cross t+1", "{:.0%}"), ("cross_t10", "t+10", "{:.0%}"), ("cross_t20", "t+20", "{:.0%}"),
            ("apart_t1", "apart t+1", "{:.0%}"), ("apart_t10", "t+10", "{:.0%}"), ("apart_t20", "t+20", "{:.0%}"),
            ("digits_mean", "real frame 0: kept, mean of 64", "{:.1%}"), ("digits_frame63", "frame 63", "{:.1%}"),
-           ("ink", "frames keeping half the ink", "{:.0%}")]
+           ("ink", "frames keeping half the ink", "{:.0%}"),
+           ("identity_20", "10 real frames: own digit found at frame 20", "{:.0%}"), ("identity_63", "frame 63", "{:.0%}")]
 
 
 def table(args) -> None:
@@ -130,7 +142,8 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     measures = [("mse_sample", "10->10 MSE (sample, 5 steps)"), ("cross_t10", "crossing digits kept at t+10"),
-                ("apart_t10", "apart digits kept at t+10"), ("digits_mean", "kept over 64 frames, real frame 0")]
+                ("apart_t10", "apart digits kept at t+10"), ("digits_mean", "kept over 64 frames, real frame 0"),
+                ("identity_63", "own digit found at frame 63, 10 real frames")]
     fig, axes = plt.subplots(1, len(measures) + 1, figsize=(4 * (len(measures) + 1), 3.3))
     for r in rows:
         curve = r["loss_curve"]
