@@ -75,3 +75,10 @@ def weights_sha256(model_dir: str | os.PathLike) -> dict:
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def record(model_dir: str | os.PathLike, device, command: str | None = None) -> dict:
+    """Everything a run's numbers depend on outside its settings, taken when the run starts."""
+    return {"command": command or command_line(), "date": now(), "commit": git_commit(), "machine": machine(device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "model": {"folder": str(Path(model_dir).resolve()), "sha256": weights_sha256(model_dir)}}

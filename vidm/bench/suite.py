@@ -59,6 +59,7 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
     from . import provenance
     from ..pipeline import VIDMPipeline
     from ..sampling import get_sampler
+    from .datasets import resolve
 
     start = time.perf_counter()
     out = Path(out)
@@ -77,11 +78,12 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
         model = default_model_dir()
     model_dir = Path(model)
     pipe = VIDMPipeline.from_pretrained(model_dir, device=device)
-    from .datasets import resolve
-
     data = resolve(dataset, pipe.resolution)
     i3d = load_detector(detector, device)
     sizes = sizes or (QUICK if quick else FULL)
+    meta = provenance.record(model_dir, device, command) | {
+        "dataset": data.describe(), "quick": quick, "settings": {"steps": steps, "sampler": sampler, "seed": seed},
+        "sizes": dataclasses.asdict(sizes)}
 
     with report_folder(out) as folder:
         bench = Bench(pipe=pipe, model_dir=model_dir, dataset=data, sizes=sizes, quick=quick, steps=steps,
@@ -99,15 +101,8 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
             sections.append(m.run(bench))
             seconds[m.name] = time.perf_counter() - t
             bench.log(f"{m.name}: done in {seconds[m.name]:.0f} s")
-        meta = {"command": command or provenance.command_line(), "date": provenance.now(),
-                "commit": provenance.git_commit(), "machine": provenance.machine(device),
-                "threads": bench.threads, "torch": torch.__version__,
-                "model": {"folder": str(model_dir.resolve()), "sha256": provenance.weights_sha256(model_dir)},
-                "dataset": data.describe(), "quick": quick,
-                "settings": {"steps": steps, "sampler": sampler, "seed": seed}, "sizes": dataclasses.asdict(sizes),
-                "seconds_per_measure": seconds}
         if "classifier" in bench.__dict__:  # read by a measure: say which classifier, and how well it reads
             meta["digit_classifier"] = bench.classifier[1]
-        meta["seconds"] = time.perf_counter() - start
+        meta |= {"seconds_per_measure": seconds, "seconds": time.perf_counter() - start}
         write(folder, meta, sections, skipped)
     return out
