@@ -2,12 +2,13 @@
 import dataclasses
 import hashlib
 import json
-import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import TINY_UNET
 from vidm import cli
@@ -55,6 +56,26 @@ class MeanBrightness:
 
     def features(self, videos) -> np.ndarray:
         return np.asarray(videos, np.float64).mean(axis=(2, 3, 4))
+
+
+class ProbeI3D(torch.nn.Module):
+    """Called like StyleGAN-V's TorchScript I3D; its 400 features are the mean of each frame (then zeros)."""
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        x = x.float() / 127.5 - 1 if rescale else x
+        x = F.interpolate(x, size=(x.shape[2], 224, 224), mode="trilinear", align_corners=False) if resize else x
+        means = x.mean(dim=(1, 3, 4))  # (B, T)
+        return F.pad(means, (0, 400 - means.shape[1]))
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("detector") / "i3d_torchscript.pt"
+    with warnings.catch_warnings():  # torch deprecates TorchScript; the StyleGAN-V detector is one
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(ProbeI3D()).save(str(path))
+    return path
 
 
 def bench(*args: str) -> None:
@@ -187,12 +208,26 @@ def prepared_split(folder: Path, resolution: int, videos: int = 2, frames: int =
     return folder
 
 
-def test_a_prepared_dataset_gets_speed_and_memory(model_dir, tmp_path, capsys):
+def test_fvd_with_a_detector_on_moving_mnist(model_dir, detector, tmp_path, monkeypatch):
+    monkeypatch.setattr(suite, "MEASURES", [m for m in suite.MEASURES if m.name == "fvd"])
+    out = tmp_path / "report"
+    bench("--model", str(model_dir), "--out", str(out), "--detector", str(detector))
+    r = json.loads((out / "results.json").read_text())
+    fvd = r["measures"]["fvd"]
+    assert fvd["detector_sha256"] == hashlib.sha256(detector.read_bytes()).hexdigest() and not r["skipped"]
+    assert fvd["videos_per_set"] == TINY_SIZES.fvd and "with 2 videos per set" in fvd["protocol"]
+    assert fvd["static_vs_test"] >= 0 and fvd["real_vs_real_floor"] >= 0
+
+
+def test_a_prepared_dataset_gets_speed_memory_and_fvd(model_dir, detector, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("vidm.bench.frechet.DEFAULT_CACHE_DIR", str(tmp_path / "cache"))
     data = prepared_split(tmp_path / "data" / "test", 64)
     out = tmp_path / "report"
-    bench("--model", str(model_dir), "--out", str(out), "--dataset", str(data.parent))  # its one split
+    bench("--model", str(model_dir), "--out", str(out), "--dataset", str(data.parent), "--detector", str(detector))
     r = json.loads((out / "results.json").read_text())
-    assert set(r["measures"]) == {"speed", "memory"} and "fvd" in r["skipped"]
+    assert set(r["measures"]) == {"speed", "memory", "fvd"} and not r["skipped"]
     assert r["dataset"]["kind"] == "prepared" and r["dataset"]["resolution"] == 64
+    fvd = r["measures"]["fvd"]
+    assert fvd["real"]["videos"] == fvd["fake"]["videos"] == 2 and fvd["fvd"] >= 0
     other = prepared_split(tmp_path / "data128" / "test", 128)
     assert "128px" in expect_error(capsys, "--model", str(model_dir), "--out", str(out), "--dataset", str(other))
