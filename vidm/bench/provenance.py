@@ -24,13 +24,14 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def git_commit(root: Path = SOURCE) -> str | None:
-    """HEAD's hash, with "+changes" when vidm/ differs from it (the number is then not HEAD's); None outside git."""
+    """HEAD's hash, with "+changes" when vidm/ differs from it (the number is then not HEAD's); None when vidm
+    is not run from a git checkout of itself (an installed copy inside another repository included)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")
-        if not head:
+        if not head or not git("ls-files", "vidm/bench/provenance.py"):
             return None
         return head + ("+changes" if git("status", "--porcelain", "--", "vidm") else "")
     except (OSError, subprocess.SubprocessError):
