@@ -79,6 +79,9 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     if REQUIRE_BROWSER and not _browser_tests_passed and exitstatus == pytest.ExitCode.OK:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        reporter.write_line(f"VIDM_REQUIRE_BROWSER=1, but no test of {BROWSER_TESTS} ran and passed", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REQUIRE_BROWSER and not _browser_tests_passed:
+        terminalreporter.write_line(f"VIDM_REQUIRE_BROWSER=1, but no test of {BROWSER_TESTS} ran and passed", red=True)

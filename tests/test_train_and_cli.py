@@ -90,12 +90,13 @@ def test_two_accumulation_steps_make_the_update_of_one_batch_twice_their_size(tm
         states[accum] = torch.load(out / "vae" / "train_state.pt", weights_only=True)
         losses[accum] = [json.loads(line)["loss"] for line in (out / "vae" / "log.jsonl").read_text().splitlines()]
     one, two = states[1], states[2]
-    assert losses[2] == pytest.approx(losses[1], rel=1e-5)  # the logged loss is the mean over the whole batch
-    for name in one["model"]:
-        torch.testing.assert_close(two["model"][name], one["model"][name], rtol=1e-4, atol=1e-7)
-    for k, moments in one["optimizer"]["state"].items():
+    for k, moments in one["optimizer"]["state"].items():  # the gradients: the same, up to the order of the sums
         for moment in ("exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(two["optimizer"]["state"][k][moment], moments[moment], rtol=1e-3, atol=1e-9)
+            a, b = two["optimizer"]["state"][k][moment], moments[moment]
+            assert (a - b).abs().max() <= 1e-4 * b.abs().max(), (k, moment)
+    for name in one["model"]:  # an update moves a weight by about the learning rate (1e-4, then 2e-4)
+        torch.testing.assert_close(two["model"][name], one["model"][name], rtol=0, atol=1e-6)
+    assert losses[2] == pytest.approx(losses[1], rel=1e-5)  # the logged loss is the mean over the whole batch
 
 
 def test_cosine_learning_rate_warms_up_then_decays_to_its_floor_and_is_logged(tmp_path):
