@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm import tqdm
@@ -413,6 +412,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, continu
     # fused: one kernel for all parameters on the GPU (the CPU keeps the default, bit-for-bit as before)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
+    from timm.utils import ModelEmaV3  # here, not at import: timm takes seconds to import, and only training needs it
+
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup, warmup_power=cfg.ema_warmup_power)
     step, cpu_before = 0, 0.0  # CPU seconds of all processes in earlier runs of this stage
     continued = []  # steps at which this run went on from exported weights with a fresh optimizer
