@@ -216,3 +216,14 @@ def test_a_layered_model_generates_and_extends_through_the_command_line(layered_
                                     num_inference_steps=0, seed=1)), axis=1)[0]
     from PIL import Image
     np.testing.assert_array_equal(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in frames[4:]]), new)
+
+
+def test_training_windows_hold_the_frames_before_k_and_mark_the_unknown_ones():
+    from vidm.layer_stage import LayerStage
+
+    stage = LayerStage.__new__(LayerStage)
+    stage.cfg = LayersConfig(track_frames=3)
+    offsets = torch.arange(6.0)[None, :, None, None].expand(1, 6, 1, 2)  # frame t at offset (t, t)
+    past, known = stage.windows(offsets, torch.tensor([[1, 4, 5]]), torch.tensor([[3, 3, 1]]))
+    assert past[0, :, :, 0, 0].tolist() == [[0, 0, 0], [1, 2, 3], [2, 3, 4]]
+    assert known[0].tolist() == [[False, False, True], [True, True, True], [False, False, True]]

@@ -4,10 +4,9 @@ for the residual diffusion model to correct.
 Every training clip is cut into layers once, as generation cuts a clip it extends (vidm.layered.cut_clip),
 and cached beside the latents. A step then trains the layer motion model on every frame of each clip in
 the batch (a displacement after a track of 1 to `track_frames` known frames: the short ones are the start
-of a video, where the motion is not yet known), and samples, with the model as it is, the displacement of
-each layer at the frame the residual model trains on: the composite of the moved layers, encoded by the
-VAE, is the mean whose residual the diffusion model learns. So the residual sees the errors the layers
-actually make.
+of a video, where the motion is not yet known), and draws each layer where the clip has it at the frame the
+residual model trains on: the composite of the moved layers, encoded by the VAE, is the mean whose residual
+the diffusion model learns.
 """
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ class LayerStage:
         n, L = self.frames - 1, self.cfg.num_layers
         return {"motion_t": torch.randint(0, 1000, (batch, n), generator=g),
                 "motion_noise": torch.randn((batch, n, L, 2), generator=g),
-                "motion_known": torch.randint(1, self.cfg.track_frames + 1, (batch, n), generator=g),
-                "mean_noise": torch.randn((batch, L, 2), generator=g)}
+                "motion_known": torch.randint(1, self.cfg.track_frames + 1, (batch, n), generator=g)}
 
     def windows(self, offsets: torch.Tensor, k: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The `track_frames` offsets before frame k (..., N, L, 2) of clips' offsets (B, T, L, 2) for k (B, n),
@@ -63,13 +61,13 @@ class LayerStage:
         track = Track(boxes.repeat_interleave(T - 1, 0), present.repeat_interleave(T - 1, 0),
                       past.flatten(0, 1), known.flatten(0, 1))
         motion_loss = motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(), d["motion_noise"].flatten(0, 1))
-        # The composite at the residual's frame, from the real track before it and a sampled displacement.
-        k = d["k"]
-        past, known = self.windows(offsets, k[:, None], torch.full_like(k[:, None], self.cfg.track_frames))
+        # The composite at the residual's frame, with each layer where the clip has it: the residual learns
+        # what layers cannot draw (overlaps, a digit a layer holds in part, the VAE's own error), not where
+        # they go. Trained on sampled displacements instead, it learnt to pull a frame toward where the
+        # real clip went, which a sample cannot know, and blurred digits (docs/experiments.md, session 13).
+        rows = torch.arange(B, device=self.device)
         with torch.no_grad():
-            track = Track(boxes, present, past[:, 0], known[:, 0])
-            step = motion.sample(track, None, noise=d["mean_noise"])
-            frames = render(self.ink[videos].to(self.device).float() / 255, track.last + step, self.cfg.composite)
+            frames = render(self.ink[videos].to(self.device).float() / 255, offsets[rows, d["k"]], self.cfg.composite)
             mean = self.vae.encode(frames * 2 - 1)
         return motion_loss, mean.float()
 
