@@ -231,3 +231,12 @@ def test_a_prepared_dataset_gets_speed_memory_and_fvd(model_dir, detector, tmp_p
     assert fvd["real"]["videos"] == fvd["fake"]["videos"] == 2 and fvd["fvd"] >= 0
     other = prepared_split(tmp_path / "data128" / "test", 128)
     assert "128px" in expect_error(capsys, "--model", str(model_dir), "--out", str(out), "--dataset", str(other))
+
+
+@pytest.mark.slow
+def test_the_committed_command_remakes_the_pinned_classifier(tmp_path):
+    """About ten minutes on one core: the training is seeded and single-threaded, so the weights come out the same."""
+    from vidm.bench import train_classifier
+
+    train_classifier.main(["--out", str(tmp_path / "classifier.safetensors")])
+    assert (tmp_path / "classifier.safetensors").read_bytes() == digit_classifier.WEIGHTS.read_bytes()
