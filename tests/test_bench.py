@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from conftest import TINY_UNET
 from vidm import cli
 from vidm.autoencoder import Autoencoder
-from vidm.bench import context, digit_classifier, digit_identity, speed, suite
+from vidm.bench import context, digit_classifier, digit_identity, identity_from_context, speed, suite
 from vidm.config import AutoencoderConfig, ContentConfig, MotionConfig, UNetConfig
 from vidm.content_model import ContentModel
 from vidm.data.moving_mnist import MovingMNIST
@@ -85,6 +85,7 @@ def bench(*args: str) -> None:
         mp.setattr(suite, "QUICK", TINY_SIZES)
         mp.setattr("vidm.i3d.random_detector", lambda seed=0, device="cpu": MeanBrightness())
         mp.setattr(digit_identity, "FRAMES", IDENTITY_FRAMES)  # 64 in a real run
+        mp.setattr(identity_from_context, "FRAMES", IDENTITY_FRAMES)
         mp.setattr(speed, "BATCHES", (1, 2))  # 1 and 16 in a real run
         mp.delenv("VIDM_I3D", raising=False)
         cli.main(["bench", "--quick", "--threads", "1", "--steps", "1", *args])
@@ -106,7 +107,8 @@ def test_the_report_names_what_its_numbers_depend_on(report, model_dir):
         weights = (model_dir / stage / "model.safetensors").read_bytes()
         assert r["model"]["sha256"][stage] == hashlib.sha256(weights).hexdigest()
     assert r["quick"] and r["sizes"] == json.loads(json.dumps(dataclasses.asdict(TINY_SIZES)))
-    assert set(r["measures"]) == {"prediction", "digit_identity", "first_frames", "frechet_proxy", "speed", "memory"}
+    assert set(r["measures"]) == {"prediction", "digit_identity", "identity_from_context", "first_frames",
+                                  "frechet_proxy", "speed", "memory"}
     text = (out / "report.md").read_text()
     for plot in ("prediction_per_frame.png", "identity_per_frame.png", "first_frames.png", "memory.png"):
         assert (out / plot).stat().st_size > 0 and f"]({plot})" in text
@@ -240,3 +242,14 @@ def test_the_committed_command_remakes_the_pinned_classifier(tmp_path):
 
     train_classifier.main(["--out", str(tmp_path / "classifier.safetensors")])
     assert (tmp_path / "classifier.safetensors").read_bytes() == digit_classifier.WEIGHTS.read_bytes()
+
+
+def test_identity_from_context_scores_the_real_frames_it_was_given_and_copy_last_keeps_its_last(report):
+    _, results = report
+    r = results["measures"]["identity_from_context"]
+    real, copy = np.array(r["real"]["per_frame"]), np.array(r["copy_last"]["per_frame"])
+    assert len(copy) == IDENTITY_FRAMES and r["clips"] == TINY_SIZES.identity
+    np.testing.assert_array_equal(copy[:10], real[:10])  # the context is real in every row
+    np.testing.assert_array_equal(np.array(r["model"]["per_frame"])[:10], real[:10])
+    assert np.all(copy[10:] == real[9])  # the last real frame, repeated
+    assert r["copy_physics"]["mse_10_10"] < r["copy_last"]["mse_10_10"]

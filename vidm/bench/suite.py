@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..errors import VidmError
-from . import digit_identity, first_frames, frechet, memory, prediction, speed
+from . import digit_identity, first_frames, frechet, identity_from_context, memory, prediction, speed
 from .context import FULL, QUICK, Bench, Sizes
 from .datasets import MOVING_MNIST
 from .report import Section, check_out, report_folder, write
@@ -34,6 +34,7 @@ class Measure:
 MEASURES = (
     Measure("prediction", prediction.measure),
     Measure("digit_identity", digit_identity.measure),
+    Measure("identity_from_context", identity_from_context.measure),
     Measure("first_frames", first_frames.measure),
     Measure("frechet_proxy", frechet.proxy_measure),
     Measure("fvd", frechet.fvd_measure, needs_detector=True),
