@@ -24,9 +24,14 @@ SKIPPED_FVD = ("no `--detector` given (nor $VIDM_I3D): FVD needs Kinetics-400 I3
                "see the README's FVD section")
 
 
-def features(detector, videos: np.ndarray) -> np.ndarray:
+def features(detector, videos: np.ndarray, log=None, what: str = "") -> np.ndarray:
     """uint8 videos (N, T, H, W) -> (N, D) detector features, in batches."""
-    return np.concatenate([detector.features(videos[lo:hi, ..., None]) for lo, hi in batches(len(videos), I3D_BATCH)])
+    out = []
+    for lo, hi in batches(len(videos), I3D_BATCH):
+        out.append(detector.features(videos[lo:hi, ..., None]))
+        if log is not None and hi % 64 == 0:
+            log(f"  {what}: features of {hi}/{len(videos)} videos")
+    return np.concatenate(out)
 
 
 def distances(bench, detector, num: int, what: str) -> dict:
@@ -39,8 +44,9 @@ def distances(bench, detector, num: int, what: str) -> dict:
             "second_test": data.videos(num, FRAMES, DATA_SEEDS[1]),
             "static": np.repeat(real[:, :1], FRAMES, axis=1)}
     bench.log(f"{what}: features of {num} videos x 4 sets")
-    ref = feature_stats(features(detector, real))
-    fd = {name: frechet_distance(*ref, *feature_stats(features(detector, v))) for name, v in sets.items()}
+    ref = feature_stats(features(detector, real, bench.log, "test set"))
+    fd = {name: frechet_distance(*ref, *feature_stats(features(detector, v, bench.log, name.replace("_", " "))))
+          for name, v in sets.items()}
     return {"videos_per_set": num, "frames": FRAMES, "detector": detector.name,
             "reference": data.name(FRAMES, DATA_SEEDS[0], num), "second_test": data.name(FRAMES, DATA_SEEDS[1], num),
             "generated": f"from scratch, {bench.sampler} x {bench.steps} steps per frame, the first frame "
