@@ -197,6 +197,26 @@ def test_a_measure_is_one_registered_function_and_a_failed_run_writes_nothing(mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
+def test_out_as_a_markdown_file_is_the_report_with_its_plots_in_the_folder_of_its_name(model_dir, tmp_path,
+                                                                                       monkeypatch, capsys):
+    def drawn(b):
+        (b.folder / "drawn.png").write_bytes(b"png")
+        return suite.Section("drawn", "A measure with a plot", {}, "It drew.", ["drawn.png"])
+
+    monkeypatch.setattr(suite, "MEASURES", (suite.Measure("drawn", drawn),))
+    docs = tmp_path / "docs"
+    for _ in range(2):  # the second run replaces the first report
+        bench("--model", str(model_dir), "--out", str(docs / "benchmarks.md"))
+        text = (docs / "benchmarks.md").read_text()
+        assert text.startswith("# vidm bench:") and "](benchmarks/drawn.png)" in text
+        assert sorted(p.name for p in docs.iterdir()) == ["benchmarks", "benchmarks.md"]
+        assert sorted(p.name for p in (docs / "benchmarks").iterdir()) == ["drawn.png", "results.json"]
+    (docs / "notes.md").write_text("# Notes\n")
+    assert "other than a vidm bench report" in expect_error(capsys, "--model", str(model_dir),
+                                                            "--out", str(docs / "notes.md"))
+    assert (docs / "notes.md").read_text() == "# Notes\n" and not (docs / "notes").exists()
+
+
 def prepared_split(folder: Path, resolution: int, videos: int = 2, frames: int = 20) -> Path:
     """A split as `vidm data prepare` writes it: index.json and uint8 (T, R, R, 3) arrays."""
     (folder / "videos").mkdir(parents=True)

@@ -188,13 +188,15 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    from .bench.report import locations
     from .bench.suite import run
     from .threads import command_threads
 
     out = run(args.out, model=args.model, dataset=args.dataset, quick=args.quick, detector=args.detector,
               steps=args.steps, sampler=args.sampler, seed=args.seed, device=args.device,
               threads=args.threads or command_threads())
-    print(f"wrote {out}/report.md and {out}/results.json")
+    folder, markdown = locations(out)
+    print(f"wrote {markdown} and {folder / 'results.json'}")
 
 
 class Parser(argparse.ArgumentParser):
@@ -310,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="moving-mnist",
                    help="moving-mnist (default: made from the held-out test digits), or a split folder made by "
                         "`vidm data prepare` (speed, memory and FVD)")
-    p.add_argument("--out", default="bench", help="report folder (default ./bench; an earlier report there is replaced)")
+    p.add_argument("--out", default="bench", help="report folder (default ./bench; an earlier report there is replaced); "
+                                                  "NAME.md: the report as NAME.md, its results.json and plots in NAME/")
     p.add_argument("--quick", action="store_true",
                    help="small sets: every part in a few minutes on 2 cores, to check a model while it trains")
     p.add_argument("--detector", help="I3D weights for FVD, as `vidm fvd` takes them (default: $VIDM_I3D; "

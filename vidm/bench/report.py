@@ -1,6 +1,7 @@
 """The report folder: report.md (tables, and the plots it shows) and results.json (every number).
 
-Everything is written into a hidden temporary folder beside the target and renamed onto it at the end,
+`--out NAME.md` writes the report as NAME.md and its folder, without report.md, as NAME/ beside it
+(so that a doc page such as docs/benchmarks.md can be the report itself). Everything is written into a hidden temporary folder beside the target and renamed onto it at the end,
 so a run that fails or is stopped leaves no half-written report, and a finished one replaces the last.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from ..errors import VidmError
 
 FORMAT = 1  # of results.json
+TITLE = "# vidm bench:"  # report.md's first line, which marks a file --out may replace
 
 
 @dataclasses.dataclass
@@ -50,20 +52,43 @@ def jsonable(x):
     return x
 
 
+def locations(out: str | os.PathLike) -> tuple[Path, Path]:
+    """(the folder of results.json and the plots, the report's markdown file) for --out."""
+    out = Path(out)
+    return (out.with_suffix(""), out) if out.suffix == ".md" else (out, out / "report.md")
+
+
+def plot_prefix(out: str | os.PathLike) -> str:
+    """How report.md reaches the plots: beside them in the folder, or from NAME.md into NAME/."""
+    folder, markdown = locations(out)
+    return "" if markdown.parent == folder else f"{folder.name}/"
+
+
 def check_out(out: Path) -> None:
-    """The target may be new, empty, or an earlier report (which is replaced); nothing else is overwritten."""
-    if out.exists() and not out.is_dir():
-        raise VidmError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
-        raise VidmError(f"--out {out} is a folder that holds something other than a vidm bench report: "
+    """The targets may be new, empty, or an earlier report (which is replaced); nothing else is overwritten."""
+    folder, markdown = locations(out)
+    if folder.exists() and not folder.is_dir():
+        raise VidmError(f"--out {folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "results.json").is_file():
+        raise VidmError(f"--out {folder} is a folder that holds something other than a vidm bench report: "
                         "choose a new or empty folder")
+    if markdown.parent != folder and markdown.exists() and not is_report(markdown):
+        raise VidmError(f"--out {markdown} holds something other than a vidm bench report: choose a new file name")
+
+
+def is_report(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, errors="replace") as f:
+        return f.readline().startswith(TITLE)
 
 
 @contextmanager
 def report_folder(out: Path) -> Iterator[Path]:
-    """Yields a temporary folder to write the report into; when the block ends it becomes `out`."""
-    out = Path(out)
+    """Yields a temporary folder to write the report into; when the block ends it becomes `out` (or NAME/,
+    its report.md then moved to NAME.md)."""
     check_out(out)
+    out, markdown = locations(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -75,6 +100,8 @@ def report_folder(out: Path) -> Iterator[Path]:
             shutil.rmtree(old)
         else:
             tmp.rename(out)
+        if markdown.parent != out:
+            os.replace(out / "report.md", markdown)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -116,16 +143,16 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def write(folder: Path, meta: dict, sections: list[Section], skipped: dict[str, str]) -> None:
-    """results.json and report.md into `folder` (the temporary report folder)."""
+def write(folder: Path, meta: dict, sections: list[Section], skipped: dict[str, str], plots: str = "") -> None:
+    """results.json and report.md into `folder` (the temporary report folder); `plots` prefixes the plots' links."""
     results = {"format": FORMAT, **meta, "measures": {s.name: s.results for s in sections}, "skipped": skipped}
     (folder / "results.json").write_text(json.dumps(jsonable(results), indent=2) + "\n")
-    (folder / "report.md").write_text(render(meta, sections, skipped))
+    (folder / "report.md").write_text(render(meta, sections, skipped, plots))
 
 
-def render(meta: dict, sections: list[Section], skipped: dict[str, str]) -> str:
+def render(meta: dict, sections: list[Section], skipped: dict[str, str], plots: str = "") -> str:
     model = meta["model"]
-    lines = [f"# vidm bench: {Path(model['folder']).name}", ""]
+    lines = [f"{TITLE} {Path(model['folder']).name}", ""]
     if meta["quick"]:
         lines += ["**Quick run** (`--quick`): small sets, to check a model while it trains; the numbers are "
                   "noisy and not comparable with a full run's.", ""]
@@ -150,7 +177,7 @@ def render(meta: dict, sections: list[Section], skipped: dict[str, str]) -> str:
                   "(touching digits are its main error): real videos are the ceiling of every identity score.", ""]
     for s in sections:
         lines += [f"## {s.title}", "", s.markdown.strip(), ""]
-        lines += [f"![{s.title}]({p})" for p in s.plots]
+        lines += [f"![{s.title}]({plots}{p})" for p in s.plots]
         lines += [""] if s.plots else []
     if skipped:
         lines += ["## Skipped", ""] + [f"- **{name}**: {why}" for name, why in skipped.items()] + [""]

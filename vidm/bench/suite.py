@@ -18,7 +18,7 @@ from ..errors import VidmError
 from . import digit_identity, first_frames, frechet, identity_from_context, memory, prediction, speed
 from .context import FULL, QUICK, Bench, Sizes
 from .datasets import MOVING_MNIST
-from .report import Section, check_out, report_folder, write
+from .report import Section, check_out, plot_prefix, report_folder, write
 
 PREPARED = "prepared"
 
@@ -56,7 +56,7 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
         quick: bool = False, detector: str | None = None, steps: int = 5, sampler: str = "dpmpp_2m", seed: int = 0,
         device: str | None = None, threads: int | None = None, sizes: Sizes | None = None,
         command: str | None = None) -> Path:
-    """Measures a model folder and writes its report folder `out`; returns it."""
+    """Measures a model folder and writes its report folder `out` (or NAME.md and NAME/); returns `out`."""
     from . import provenance
     from ..pipeline import VIDMPipeline
     from ..sampling import get_sampler
@@ -105,5 +105,5 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
         if "classifier" in bench.__dict__:  # read by a measure: say which classifier, and how well it reads
             meta["digit_classifier"] = bench.classifier[1]
         meta |= {"seconds_per_measure": seconds, "seconds": time.perf_counter() - start}
-        write(folder, meta, sections, skipped)
+        write(folder, meta, sections, skipped, plot_prefix(out))
     return out
