@@ -1,7 +1,5 @@
-"""The Fourier shift, the equivariance losses of the VAE and eval/equivariance.py, on tiny models."""
+"""The Fourier shift and the equivariance losses of the VAE, on tiny models."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidm.autoencoder import Autoencoder
-from vidm.checkpoint import save_model
 from vidm.config import AutoencoderConfig
 from vidm.equivariance import equivariance_losses, fourier_shift, roll_each
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
 
 
 def tiny_vae(seed=0) -> Autoencoder:
@@ -86,29 +81,6 @@ def test_an_equivariant_map_gives_near_zero_losses():
     wrong = AveragePool()
     wrong.downsample = 2  # the latent moved by s / 2: far from the encoding of the shifted frame
     assert equivariance_losses(wrong, wave, torch.tensor([1, -3, 6]), torch.tensor([-7, 2, 5]))[1].item() > 0.1
-
-
-def test_eval_equivariance_writes_a_table_for_a_model_folder(tmp_path, monkeypatch, capsys):
-    import equivariance
-
-    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
-    save_model(vae, tmp_path / "model" / "vae")
-    out = tmp_path / "eq.json"
-    monkeypatch.setattr(sys, "argv", ["equivariance.py", "--model", str(tmp_path / "model"), "--num", "3",
-                                      "--max-shift", "4", "--threads", "1", "--device", "cpu", "--out", str(out)])
-    equivariance.main()
-    result = json.loads(out.read_text())
-    rows = result["rows"]
-    assert [r["shift_px"] for r in rows] == [0, 1, 2, 3, 4] and rows[2]["latent_shift"] == 0.5
-    assert rows[0]["relative_distance"] == 0 and rows[1]["relative_distance"] > 0
-    assert rows[0]["decoded_shift_mse"] == pytest.approx(result["reconstruction_mse"])
-    assert len(result["vae"]["sha256"]) == 64 and "command" in result["meta"]
-    assert "rel. distance" in capsys.readouterr().out
-    # a VAE stage's own folder works too
-    monkeypatch.setattr(sys, "argv", ["equivariance.py", "--model", str(tmp_path / "model" / "vae"), "--num", "2",
-                                      "--max-shift", "0", "--threads", "1", "--device", "cpu", "--out", str(out)])
-    equivariance.main()
-    assert json.loads(out.read_text())["vae"]["folder"].endswith("vae")
 
 
 def vae_train_config(out, **overrides):

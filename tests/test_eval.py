@@ -52,52 +52,18 @@ def test_blob_statistics_on_a_synthetic_frame():
     np.testing.assert_allclose(bright_fraction(f), (100 + 150 + 1) / 4096)
 
 
-def test_call_counter_and_predict_on_a_tiny_pipeline():
-    from common import CallCounter
+def test_predict_on_a_tiny_pipeline_does_not_depend_on_the_batch():
     from conftest import tiny_pipeline
     from quality import frame_metrics, predict, summarise
 
     pipe = tiny_pipeline()
-    counter = CallCounter(pipe)
     clips = frames(5, (3, 4, 32, 32))
     pred = predict(pipe, clips, future=2, sampler="ddim", steps=3, seed=0, batch=2)
     assert pred.shape == (3, 2, 32, 32) and pred.dtype == np.uint8
-    # two pipeline calls (batches of 2 and 1) x 2 frames x 3 steps, no content model with a context
-    assert counter.counts == {"content": 0, "motion": 12}
-    counter.reset()
-    pipe(num_videos=2, num_frames=3, num_inference_steps=4, seed=0)
-    assert counter.counts == {"content": 4, "motion": 8}
-    counter.remove()
     # batch size does not change predictions (sequence i uses seed + i)
     np.testing.assert_array_equal(pred, predict(pipe, clips, 2, "ddim", 3, 0, batch=3))
     summary = summarise(frame_metrics(pred, clips[:, -2:]))
     assert set(summary) == {"mse", "ssim", "psnr"} and len(summary["mse"]["per_frame"]) == 2
-
-
-def test_curve_summary_finds_the_fewest_steps():
-    from speed import curve_summary
-
-    rows = [{"sampler": s, "steps": n, "mse": m, "ssim": 0.5, "network_calls_per_frame": n}
-            for s, n, m in [("ddpm", 10, 300), ("ddpm", 100, 200), ("ddim", 5, 230), ("ddim", 10, 198),
-                            ("ddim", 100, 190)]]
-    summary = curve_summary(rows, 0.05)
-    assert summary["ddim"]["fewest_steps_matching_vidm_setting"] == 10
-    assert summary["ddim"]["call_reduction_vs_vidm_setting"] == 10
-    assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10
-    assert summary["ddpm"]["fewest_steps_within_tolerance_of_own_reference"] == 100
-
-
-def test_curve_summary_does_not_let_blur_win_on_mse():
-    from speed import curve_summary
-
-    # 5 steps: lower MSE, but a third less bright-pixel mass (blurred digits): not equal quality
-    rows = [{"sampler": "ddim", "steps": n, "mse": m, "ssim": 0.5, "network_calls_per_frame": n,
-             "bright_mass_ratio": r} for n, m, r in [(5, 150, 0.6), (10, 195, 0.88), (100, 190, 0.9)]]
-    rows.append({"sampler": "ddpm", "steps": 100, "mse": 190, "ssim": 0.5, "network_calls_per_frame": 100,
-                 "bright_mass_ratio": 0.9})
-    summary = curve_summary(rows, 0.05)
-    assert summary["ddim"]["fewest_steps_matching_vidm_setting"] == 10
-    assert summary["ddim"]["fewest_steps_within_tolerance_of_own_reference"] == 10
 
 
 def test_digit_identity_kept_only_while_the_set_of_frame_0_stays():
@@ -130,7 +96,7 @@ def test_translation_ceiling_moves_frame_0_and_asks_the_classifier_again():
 
 
 def test_first_frame_digit_counts_are_shares_of_frames_by_number_of_digits_named():
-    import first_frames
+    import digits
 
     class InkRows(torch.nn.Module):  # names one class per inked quarter of the rows: 0..4 digits
         def forward(self, x):
@@ -142,7 +108,7 @@ def test_first_frame_digit_counts_are_shares_of_frames_by_number_of_digits_named
     f[1, 5, 5] = 255  # one digit
     f[2, [5, 20], 5] = 255  # two
     f[3, [5, 20, 40], 5] = 255  # three
-    counts = first_frames.digit_counts(InkRows(), f)
+    counts = digits.count_shares(digits.digit_sets(InkRows(), f))
     assert counts == {"0": 0.25, "1": 0.25, "2": 0.25, "3+": 0.25}
 
 
@@ -157,21 +123,6 @@ def test_digit_classifier_targets_name_the_digits_of_each_frame():
         expected = set(data.classes(i).tolist())
         for t in range(2):
             assert set(np.flatnonzero(targets[2 * i + t]).tolist()) == expected
-
-
-def test_motion_loss_uses_the_same_draws_for_every_model():
-    import torch
-    from conftest import tiny_pipeline
-    from motion_loss import split_loss
-
-    pipe = tiny_pipeline()
-    a = split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0)
-    assert np.isfinite(a) and a > 0
-    assert split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0) == a
-    with torch.no_grad():  # a different model on the same draws gives a different number
-        for p in pipe.motion.parameters():
-            p.mul_(0.5)
-    assert split_loss(pipe, "test", 5, videos=3, frames=4, rounds=2, seed=0) != a
 
 
 def test_overlap_pixels_count_ink_both_digits_share():
@@ -190,72 +141,14 @@ def test_overlap_pixels_count_ink_both_digits_share():
     np.testing.assert_array_equal(overlap_pixels(TwoSquares(), 0), [100, 50, 0])
 
 
-def test_one_step_prediction_is_the_frame_after_the_clip_whatever_the_batch():
-    from conftest import tiny_pipeline
-    from one_step import decode, predict_latents
+def test_cli_speed_reads_the_generate_line():
+    from cli_speed import parse_generate_line
 
-    pipe = tiny_pipeline()
-    clips = frames(6, (3, 4, 32, 32))
-    z = predict_latents(pipe, clips, "ddim", 2, seed=4, batch=2)
-    assert z.shape == (3, 4, 8, 8)
-    torch.testing.assert_close(z, predict_latents(pipe, clips, "ddim", 2, seed=4, batch=3))
-    whole = pipe(num_videos=1, num_frames=1, context=clips[2:3, ..., None], num_inference_steps=2,
-                 sampler="ddim", seed=6, output_type="latent").frames[:, 0]
-    torch.testing.assert_close(z[2:3], whole)
-    image = decode(pipe, z)
-    assert image.shape == (3, 32, 32) and image.dtype == np.uint8
-
-
-def test_cache_keys_follow_a_change_of_the_clips_not_only_of_the_digits(monkeypatch):
-    from common import digits_id
-    from vidm.data import moving_mnist
-
-    before = digits_id("test")
-    assert digits_id("test") == before and digits_id("train") != before
-    monkeypatch.setitem(moving_mnist.STREAMS, "test", (2,))  # same digit images, other clips
-    assert digits_id("test") != before
-
-
-def test_one_step_spacing_places_the_pipeline_steps_and_then_restores_them():
-    from conftest import tiny_pipeline
-    from one_step import predict_latents, step_spacing
-    from vidm.sampling import timesteps
-
-    pipe, seen = tiny_pipeline(), []
-    hook = pipe.motion.register_forward_hook(lambda m, args, out: seen.append(int(args[1][0])))  # (x_t, t, ...)
-    clips = frames(6, (1, 3, 32, 32))
-    with step_spacing("linspace"):
-        predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
-    assert seen == timesteps(1000, 4, "linspace")
-    seen.clear()
-    predict_latents(pipe, clips, "dpmpp_2m", 4, seed=0, batch=1)
-    hook.remove()
-    assert seen == timesteps(1000, 4)
-
-
-def test_cli_speed_reads_the_generate_line_and_the_training_bar(monkeypatch):
-    from cli_speed import openmp_env, parse_generate_line, steps_done, summarise
-
-    line = ("wrote 4 videos of 16 frames to out/ in 12.3 s (5.2 frames/s, dpmpp_2m, 20 steps per frame, "
-            "first frame 20 steps, seed 0, 2 threads)\n")
-    assert parse_generate_line("loading\n" + line) == {"frames_per_second": 5.2, "threads": 2}
+    line = ("wrote 1 videos of 256 frames to out/ in 60.3 s (4.2 frames/s, dpmpp_2m, 20 steps per frame, "
+            "first frame ddpm x 50 steps, seed 0, 1 thread)\n")
+    assert parse_generate_line("loading\n" + line) == {"frames_per_second": 4.2, "threads": 1}
     with pytest.raises(ValueError, match="frames/s"):
         parse_generate_line("Traceback ...")
-    bar = "encoding latents: 64/64\rtrain motion:   0%|   | 0/100000 [00:00<?]\rtrain motion:   0%| | 3/100000 [00:02]"
-    assert steps_done(bar, 100000) == 3 and steps_done(bar[:66], 100000) == 0
-    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    env = openmp_env(OMP_NUM_THREADS="1")
-    assert "OMP_WAIT_POLICY" not in env and env["OMP_NUM_THREADS"] == "1"
-    runs = {"in_process": [{"frames_per_second": f} for f in (10, 9, 11)],
-            "cli": [{"frames_per_second": f} for f in (8, 9, 30)],
-            "cli_passive_2threads": [{"frames_per_second": f} for f in (10, 10, 10)]}
-    row = summarise("idle", 1, runs)
-    assert row["cli"]["frames_per_second"] == 9 and row["cli_over_in_process"] == 0.9
-    assert row["target"] == {"ratio": "cli_over_in_process", "at_least": 0.85, "met": True}
-    assert not row["cli"]["upper_bound"]
-    runs["in_process"][0]["timed_out"] = True  # a stopped run makes its median an upper bound
-    assert summarise("idle", 1, runs)["in_process"]["upper_bound"]
 
 
 def test_ink_kept_counts_frames_with_half_of_frame_zeros_ink():
@@ -286,20 +179,3 @@ def test_ablation_row_reads_each_measure_and_the_training_cost(tmp_path):
     assert (r["cross_t1"], r["cross_t10"], r["apart_t20"]) == (0.5, 0.2, 0.1)
     assert "digits_mean" not in r  # not measured: the table shows "-"
     assert row(tmp_path / "missing") is None
-
-
-def test_content_variant_row_reads_first_frames_and_the_training_cost(tmp_path):
-    import json
-
-    from content_variants import row
-
-    run = tmp_path / "attn8"
-    run.mkdir()
-    (run / "training.json").write_text(json.dumps({"steps": 5000, "cpu_hours": 0.75}))
-    assert row(run, {}) is None  # not measured yet
-    digits = {"0": 0.05, "1": 0.3, "2": 0.6, "3+": 0.05}
-    (run / "first_frames.json").write_text(json.dumps({"generated": {
-        "digits": digits, "translation_ceiling": {"1px": 0.8, "2px": 0.75, "4px": 0.7}}}))
-    r = row(run, {"attn8": 120.0})
-    assert (r["two_digits"], r["one_digit"], r["speed"]) == (0.6, 0.3, 120.0)
-    assert r["ceiling"] == "80% / 75% / 70%" and row(run, {})["speed"] is None
