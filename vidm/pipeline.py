@@ -24,7 +24,7 @@ from .video_io import fit_frames
 STAGES = ("vae", "content", "motion")
 # The first frame is drawn from nothing but noise, where a stochastic sampler's fresh noise corrects the
 # content model's errors: with the shipped model, ancestral steps gave two readable digits in 52% / 56% / 51%
-# of first frames at 20 / 50 / 100 steps, dpmpp_2m 46% / 44% / 43% (eval/first_frames.py, 512 frames;
+# of first frames at 20 / 50 / 100 steps, dpmpp_2m 46% / 44% / 43% (512 frames;
 # docs/experiments.md). The command line and the demo take the middle step count, which measured best.
 CONTENT_SAMPLER = "ddpm"
 CONTENT_STEPS = 50
@@ -71,7 +71,7 @@ class VIDMPipeline:
                                 f"the VAE makes {latent}")
         self.vae, self.content, self.motion = vae.eval(), content.eval(), motion.eval()
         # channels_last weights let oneDNN (CPU) and cuDNN (GPU) run convolutions without layout reorders:
-        # about 10% faster generation on the CPU (eval/speed.py's A/B); saving writes contiguous tensors.
+        # about 10% faster generation on the CPU (docs/experiments.md); saving writes contiguous tensors.
         for model in (self.vae, self.content, self.motion):
             model.to(memory_format=torch.channels_last)
 
