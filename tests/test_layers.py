@@ -135,6 +135,30 @@ def test_layer_motion_is_seeded_per_video_and_an_empty_layer_stays_put():
     assert torch.allclose(motion.sample(one, [torch.Generator().manual_seed(2)]), a[1:2], atol=1e-5)
 
 
+def test_temperature_scales_the_motion_noise_and_zero_gives_the_noise_free_step():
+    motion, track = tiny_motion(), a_track()
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3)]  # noqa: E731
+    noise = torch.randn(3, 2, 2, generator=torch.Generator().manual_seed(7))
+    half = motion.sample(track, gens(), noise=noise, temperature=0.5)
+    assert torch.allclose(half, motion.sample(track, gens(), noise=noise * 0.5), atol=1e-6)
+    assert not torch.allclose(half, motion.sample(track, gens(), noise=noise), atol=1e-4)
+    zero = motion.sample(track, gens(), temperature=0.0)
+    assert torch.allclose(zero, motion.sample(track, gens(), noise=torch.zeros(3, 2, 2)), atol=1e-6)
+
+
+def test_the_motion_mlp_has_its_own_learning_rate_and_every_weight_one_group():
+    from vidm.train import param_groups
+
+    model = build("motion", MOTION)
+    groups = param_groups(model)
+    assert [g["lr_scale"] for g in groups] == [1.0, model.layers.config.lr_scale]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.layers.parameters()}
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each weight once
+    plain = {**{k: v for k, v in MOTION.items() if k != "layers"}, "unet": {**MOTION["unet"], "cond_channels": 12}}
+    assert [g["lr_scale"] for g in param_groups(build("motion", plain))] == [1.0]
+
+
 def test_the_motion_model_sees_the_track_not_only_the_noise():
     motion, track = tiny_motion(), a_track()
     for p in motion.parameters():

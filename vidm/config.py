@@ -70,11 +70,14 @@ class LayersConfig:
     composite: str = "max"  # "max" (Moving MNIST is drawn so) or "over" (layer 0 in front: occluding scenes)
     threshold: float = 0.25  # ink above this fraction of full brightness makes an object
     min_pixels: int = 20  # smaller components are no object; their ink joins the nearest layer
-    track_frames: int = 8  # offsets of the last N frames the motion model sees
+    track_frames: int = 10  # offsets of the last N frames the motion model sees (10: all of a 10-frame context)
     hidden: int = 256  # width of its MLP
     depth: int = 3  # linear layers of its MLP before the output
     motion_steps: int = 8  # DDIM steps that sample each frame's displacements
     register_window: int = 6  # pixels a layer is searched around its last offset in real frames
+    # The motion MLP learns at this multiple of the stage's lr: it is small, sees thousands of tracks a step,
+    # and at the UNet's lr it needed about 3 times the steps to reach the same error (docs/experiments.md).
+    lr_scale: float = 3.0
 
 
 @dataclasses.dataclass

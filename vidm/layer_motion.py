@@ -105,14 +105,17 @@ class LayerMotion(nn.Module):
         return training_loss(self.diffusion, net, x0, t[keep], noise[keep])
 
     @torch.no_grad()
-    def sample(self, track: Track, generator, steps: int | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, track: Track, generator, steps: int | None = None, noise: torch.Tensor | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
         """Displacements (B, L, 2) px for the next frame (DDIM, `steps` MLP calls, default the config's), from
-        `noise` (B, L, 2) or noise drawn from `generator` (one per video, or one for all)."""
+        `noise` (B, L, 2) or noise drawn from `generator` (one per video, or one for all), scaled by
+        `temperature`: below 1 keeps a known motion nearer its most likely next step."""
         features = self.features(track)
 
         def denoise(x, t):
             return self.diffusion.split(x, t, self(x, t, features))
         if noise is None:
             noise = randn_like(torch.empty(*track.present.shape, 2, device=features.device), generator)
+        noise = noise * temperature
         x = ddim(denoise, noise, self.diffusion.alphas_cumprod, steps or self.config.motion_steps, generator)
         return x * SCALE * track.present[..., None].float()

@@ -60,7 +60,11 @@ class LayerStage:
         target = offsets[:, 1:] - offsets[:, :-1]  # (B, T-1, L, 2)
         track = Track(boxes.repeat_interleave(T - 1, 0), present.repeat_interleave(T - 1, 0),
                       past.flatten(0, 1), known.flatten(0, 1))
-        motion_loss = motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(), d["motion_noise"].flatten(0, 1))
+        # In float32 under any autocast: the MLP is too small for bf16 to save time, and a displacement must be
+        # right to a fraction of a pixel after 10 frames.
+        with torch.autocast(torch.device(self.device).type, enabled=False):
+            motion_loss = motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(),
+                                      d["motion_noise"].flatten(0, 1))
         # The composite at the residual's frame, with each layer where the clip has it: the residual learns
         # what layers cannot draw (overlaps, a digit a layer holds in part, the VAE's own error), not where
         # they go. Trained on sampled displacements instead, it learnt to pull a frame toward where the

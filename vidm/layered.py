@@ -82,8 +82,9 @@ class LayeredState:
         track = Track(*(x.to(device) for x in (track.boxes, track.present, track.offsets, track.known)))
         return cls(motion, torch.stack([c.ink for c in cuts]).to(device), track)
 
-    def step(self, generator) -> torch.Tensor:
-        """The next frame's composite (B, C, H, W) in [0, 1]; `generator` as LayerMotion.sample takes it."""
-        offset = self.track.last + self.motion.sample(self.track, generator)
+    def step(self, generator, temperature: float = 1.0) -> torch.Tensor:
+        """The next frame's composite (B, C, H, W) in [0, 1]; `generator` and `temperature` as LayerMotion.sample
+        takes them."""
+        offset = self.track.last + self.motion.sample(self.track, generator, temperature=temperature)
         self.track = self.track.push(offset)
         return render(self.ink, offset, self.motion.config.composite)

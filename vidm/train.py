@@ -282,6 +282,17 @@ def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, 
 STAGES = {"vae": VAEStage, "content": ContentStage, "motion": MotionStage}
 
 
+def param_groups(model: torch.nn.Module) -> list[dict]:
+    """The optimizer's groups: every weight at the stage's lr, except a layered motion model's motion MLP,
+    at `lr_scale` times it (LayersConfig)."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    own = {id(p) for p in layers.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in own], "lr_scale": 1.0},
+            {"params": list(layers.parameters()), "lr_scale": layers.config.lr_scale}]
+
+
 class StageLoss(torch.nn.Module):
     """A stage's loss as a module's forward, so that DDP wraps (and syncs) the whole computation."""
 
@@ -410,7 +421,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, continu
         warm_start(model, cfg.init_from, STAGE_KINDS[cfg.stage])
     stage = STAGES[cfg.stage](cfg, model, device)
     # fused: one kernel for all parameters on the GPU (the CPU keeps the default, bit-for-bit as before)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    opt = torch.optim.AdamW(param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     from timm.utils import ModelEmaV3  # here, not at import: timm takes seconds to import, and only training needs it
 
@@ -456,7 +467,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, continu
             indices = order.indices(step)
             draws = stage.draw(cfg.batch_size, g)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step, continued[-1] if continued else 0)
+            group["lr"] = learning_rate(cfg, step, continued[-1] if continued else 0) * group["lr_scale"]
         total = torch.zeros((), device=device)  # stays on the device: no host sync until a log line
         for m in range(cfg.accum_steps):
             lo = rank * local + m * micro
