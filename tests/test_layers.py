@@ -117,8 +117,21 @@ def tiny_motion() -> LayerMotion:
     return LayerMotion(LayersConfig(**LAYERS))
 
 
+def test_extents_give_the_ink_box_and_the_centre_that_places_a_digit_s_28x28_box():
+    from vidm.layered import extents
+
+    digit = real_digits(3)[0]
+    frames = torch.from_numpy(np.stack([draw([digit], np.array([[[r, c]]]))[0] for r, c in ((0, 0), (10, 20))]))
+    ext, present = extents(torch.stack([frames[:, None], torch.zeros_like(frames)[:, None]], dim=1), 0.25)
+    assert present.tolist() == [[True, False], [True, False]] and torch.all(ext[:, 1] == 0)
+    assert torch.allclose(ext[1, 0], ext[0, 0] + torch.tensor([10.0, 20] * 3), atol=1e-4)  # moves with the ink
+    rows, cols = np.nonzero(digit > 0.25)
+    assert ext[0, 0, :4].tolist() == [rows.min(), cols.min(), rows.max(), cols.max()]
+    assert torch.all((ext[0, 0, 4:] - 13.5).abs() < 2)  # MNIST centres a digit's mass in its 28x28 box
+
+
 def a_track(B=3) -> Track:
-    return Track(boxes=torch.tensor([[5.0, 5, 30, 20], [30, 30, 50, 45]]).expand(B, -1, -1),
+    return Track(extents=torch.tensor([[5.0, 5, 30, 20, 17, 12], [30, 30, 50, 45, 40, 37]]).expand(B, -1, -1),
                  present=torch.tensor([[True, True]] * (B - 1) + [[True, False]]),
                  offsets=torch.arange(4.0)[None, :, None, None].expand(B, 4, 2, 2) * 3,
                  known=torch.tensor([[False, True, True, True]] * B))
@@ -131,7 +144,7 @@ def test_layer_motion_is_seeded_per_video_and_an_empty_layer_stays_put():
     assert torch.equal(a, b) and a.shape == (3, 2, 2)
     assert torch.all(a[2, 1] == 0)  # no ink: no motion
     # video 1 alone, with its own generator, moves as in the batch
-    one = Track(*(x[1:2] for x in (track.boxes, track.present, track.offsets, track.known)))
+    one = Track(*(x[1:2] for x in (track.extents, track.present, track.offsets, track.known)))
     assert torch.allclose(motion.sample(one, [torch.Generator().manual_seed(2)]), a[1:2], atol=1e-5)
 
 
@@ -164,7 +177,7 @@ def test_the_motion_model_sees_the_track_not_only_the_noise():
     for p in motion.parameters():
         torch.nn.init.normal_(p, 0, 0.3)
     x, t = torch.zeros(3, 2, 2), torch.full((3,), 500)
-    faster = Track(track.boxes, track.present, track.offsets * 2, track.known)
+    faster = Track(track.extents, track.present, track.offsets * 2, track.known)
     assert not torch.allclose(motion(x, t, motion.features(track)), motion(x, t, motion.features(faster)))
 
 

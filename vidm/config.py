@@ -66,7 +66,7 @@ class LayersConfig:
     moved by a translation that a small diffusion model samples from its track, composited in pixel space."""
 
     num_layers: int = 2  # objects cut from the reference frame, one layer each
-    resolution: int = 64  # of the frames (the VAE's); boxes enter the motion model relative to it
+    resolution: int = 64  # of the frames (the VAE's); extents enter the motion model relative to it
     composite: str = "max"  # "max" (Moving MNIST is drawn so) or "over" (layer 0 in front: occluding scenes)
     threshold: float = 0.25  # ink above this fraction of full brightness makes an object
     min_pixels: int = 20  # smaller components are no object; their ink joins the nearest layer

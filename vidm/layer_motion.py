@@ -1,8 +1,8 @@
 """Where each layer goes next: a small diffusion model over each layer's translation, given its track.
 
 The layered predictor (vidm.layers) copies each object's ink from a reference frame; this model says how
-far each layer moves from one frame to the next. It sees each layer's bounding box in the last
-`track_frames` frames (so, implicitly, its velocity and the borders it nears) and the boxes of the other
+far each layer moves from one frame to the next. It sees each layer's ink box and centre of mass in the
+last `track_frames` frames (so, implicitly, its velocity and the borders it nears) and those of the other
 layers, and samples the displacement (rows, cols) in pixels. Nothing of the physics is given: constant
 velocity and bouncing are learned from tracks of real clips. It is a diffusion model rather than a
 regression because a frame whose velocity is not yet known (a first frame alone, a bounce whose wall is
@@ -30,12 +30,13 @@ SCALE = 4.0  # pixels per unit of the diffused displacement (Moving MNIST moves 
 class Track:
     """The motion state of a batch of videos' layers, carried from frame to frame.
 
-    boxes: float (B, L, 4) each layer's ink box (top, left, bottom, right) at offset 0, in pixels;
+    extents: float (B, L, 6) each layer's ink box (top, left, bottom, right) and centre of mass (row, col) at
+    offset 0, in pixels (vidm.layered.extents);
     present: bool (B, L) whether the layer holds ink; offsets: float (B, N, L, 2) the last N offsets
     (rows, cols), oldest first; known: bool (B, N) which of those N frames exist (a clip's start has fewer).
     """
 
-    boxes: torch.Tensor
+    extents: torch.Tensor
     present: torch.Tensor
     offsets: torch.Tensor
     known: torch.Tensor
@@ -43,7 +44,7 @@ class Track:
     def push(self, offset: torch.Tensor) -> "Track":
         """The track one frame on, with `offset` (B, L, 2) as the newest position."""
         known = torch.cat([self.known[:, 1:], torch.ones_like(self.known[:, :1])], dim=1)
-        return Track(self.boxes, self.present, torch.cat([self.offsets[:, 1:], offset[:, None]], dim=1), known)
+        return Track(self.extents, self.present, torch.cat([self.offsets[:, 1:], offset[:, None]], dim=1), known)
 
     @property
     def last(self) -> torch.Tensor:
@@ -57,7 +58,7 @@ class LayerMotion(nn.Module):
         super().__init__()
         self.config, self.resolution = cfg, cfg.resolution
         n = cfg.track_frames
-        per_layer = 5 * n + 2 * (n - 1)  # box (4) and known (1) per frame, displacement (2) between frames
+        per_layer = 7 * n + 2 * (n - 1)  # extents (6) and known (1) per frame, displacement (2) between frames
         self.time_dim = 32
         width = cfg.hidden
         layers = [nn.Linear(2 + self.time_dim + 2 * per_layer + 1, width), nn.SiLU()]
@@ -68,11 +69,11 @@ class LayerMotion(nn.Module):
         self.diffusion = Diffusion(DiffusionConfig(schedule="cosine", prediction="v"))
 
     def features(self, track: Track) -> torch.Tensor:
-        """(B, L, F): each layer's boxes over its track and its displacements between known frames (the
+        """(B, L, F): each layer's extents over its track and its displacements between known frames (the
         velocity, given outright rather than left to the MLP to subtract), then the mean of the other present
         layers' same features."""
         B, N, L, _ = track.offsets.shape
-        box = track.boxes[:, None] + track.offsets.repeat(1, 1, 1, 2)  # (B, N, L, 4)
+        box = track.extents[:, None] + track.offsets.repeat(1, 1, 1, 3)  # (B, N, L, 6)
         box = box / self.resolution * 2 - 1
         known = (track.known[:, :, None] & track.present[:, None]).float()[..., None]  # (B, N, L, 1)
         both = known[:, 1:] * known[:, :-1]

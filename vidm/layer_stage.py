@@ -23,7 +23,7 @@ from .atomic import atomic_path
 from .autoencoder import Autoencoder
 from .config import LayersConfig
 from .layer_motion import Track
-from .layered import cut_clip, render
+from .layered import cut_clip, extents, render
 
 CACHE_VERSION = 1  # bump when cutting or tracking changes, so that cached layers are made again
 
@@ -31,7 +31,9 @@ CACHE_VERSION = 1  # bump when cutting or tracking changes, so that cached layer
 class LayerStage:
     def __init__(self, cfg: LayersConfig, source, vae: Autoencoder, cache_dir: Path, data_key: str, device):
         self.cfg, self.vae, self.device = cfg, vae.eval().requires_grad_(False), device
-        self.ink, self.offsets, self.boxes, self.present = layer_cache(cfg, source, cache_dir, data_key)
+        self.ink, self.offsets = layer_cache(cfg, source, cache_dir, data_key)
+        self.extents, self.present = zip(*(extents(part.float() / 255, cfg.threshold) for part in self.ink.split(256)))
+        self.extents, self.present = torch.cat(self.extents), torch.cat(self.present)
         self.frames = self.offsets.shape[1]
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
@@ -52,13 +54,13 @@ class LayerStage:
     def loss(self, motion, videos: torch.Tensor, d: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(motion model loss, the composite's latent (B, c, h, w)) for clips `videos` at frames d["k"]."""
         offsets = self.offsets[videos].to(self.device)  # (B, T, L, 2)
-        boxes, present = self.boxes[videos].to(self.device), self.present[videos].to(self.device)
+        ext, present = self.extents[videos].to(self.device), self.present[videos].to(self.device)
         B, T, L, _ = offsets.shape
         # The motion model on every frame 1 .. T-1 of each clip.
         k = torch.arange(1, T, device=self.device).expand(B, -1)  # (B, T-1)
         past, known = self.windows(offsets, k, d["motion_known"])
         target = offsets[:, 1:] - offsets[:, :-1]  # (B, T-1, L, 2)
-        track = Track(boxes.repeat_interleave(T - 1, 0), present.repeat_interleave(T - 1, 0),
+        track = Track(ext.repeat_interleave(T - 1, 0), present.repeat_interleave(T - 1, 0),
                       past.flatten(0, 1), known.flatten(0, 1))
         # In float32 under any autocast: the MLP is too small for bf16 to save time, and a displacement must be
         # right to a fraction of a pixel after 10 frames.
@@ -78,25 +80,21 @@ class LayerStage:
 
 @torch.no_grad()
 def layer_cache(cfg: LayersConfig, source, cache_dir: Path, data_key: str):
-    """Layers of every training clip: ink uint8 (N, L, C, H, W), offsets (N, T, L, 2), boxes (N, L, 4), present
-    (N, L); made once (by the main process) and cached, keyed by the data and how layers are cut."""
+    """Layers of every training clip: ink uint8 (N, L, C, H, W) and offsets (N, T, L, 2); made once (by the main process) and cached, keyed by the data and how layers are cut."""
     cut_key = {k: getattr(cfg, k) for k in ("num_layers", "threshold", "min_pixels", "register_window")}
     key = hashlib.sha1((data_key + json.dumps(cut_key, sort_keys=True) + str(CACHE_VERSION)).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"layers-{key}.npz"
     if dist.is_main() and not path.exists():
-        parts = {"ink": [], "offsets": [], "boxes": [], "present": []}
+        parts = {"ink": [], "offsets": []}
         for i in tqdm(range(len(source)), desc="cutting layers", leave=False):
             clip = torch.from_numpy(source.video(i)).permute(0, 3, 1, 2).float() / 255
             c = cut_clip(clip, cfg)
             parts["ink"].append((c.ink * 255).round().to(torch.uint8).numpy())
             parts["offsets"].append(c.offsets.to(torch.int16).numpy())
-            parts["boxes"].append(c.boxes.numpy())
-            parts["present"].append(c.present.numpy())
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **{n: np.stack(v) for n, v in parts.items()})
     dist.barrier()
     data = np.load(path)
-    return (torch.from_numpy(data["ink"]), torch.from_numpy(data["offsets"]).float(),
-            torch.from_numpy(data["boxes"]), torch.from_numpy(data["present"]))
+    return torch.from_numpy(data["ink"]), torch.from_numpy(data["offsets"]).float()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
 from . import layers as L
@@ -21,21 +20,33 @@ from .layer_motion import LayerMotion, Track
 @dataclasses.dataclass
 class Cut:
     """Layers of one clip: ink (L, C, H, W) in [0, 1] at offset 0, offsets (T, L, 2) in every given frame,
-    boxes (L, 4) of each layer's ink at offset 0, present (L,), and the reference frame's index."""
+    extents (L, 6) of each layer's ink at offset 0 (see `extents`), present (L,), and the reference frame's index."""
 
     ink: torch.Tensor
     offsets: torch.Tensor
-    boxes: torch.Tensor
+    extents: torch.Tensor
     present: torch.Tensor
     ref: int
 
 
-def ink_box(layer_ink: np.ndarray, threshold: float) -> tuple[np.ndarray, bool]:
-    """(top, left, bottom, right) of a layer's ink above `threshold`, and whether it has any."""
-    rows, cols = np.nonzero(layer_ink > threshold)
-    if rows.size == 0:
-        return np.zeros(4, dtype=np.float32), False
-    return np.array([rows.min(), cols.min(), rows.max(), cols.max()], dtype=np.float32), True
+def extents(layers: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layers (..., C, H, W) in [0, 1] -> each one's ink box above `threshold` (top, left, bottom, right) and
+    centre of mass (row, col), float (..., 6) px at offset 0 (zeros without ink), and whether it has ink (...).
+
+    The centre of mass says where a digit's 28x28 box lies (MNIST centres each digit's mass in its box), so
+    when the digit will meet a border; the ink box alone does not (a 1 is narrow). Given it, the motion
+    model's 10 -> 10 MSE fell from 92 to 54 at equal training (docs/experiments.md)."""
+    x = L.ink(layers)
+    mask = x > threshold
+    rows, cols = mask.any(-1), mask.any(-2)  # (..., H), (..., W)
+    r = torch.arange(x.shape[-2], dtype=torch.float32, device=x.device)
+    c = torch.arange(x.shape[-1], dtype=torch.float32, device=x.device)
+    present = rows.any(-1)
+    total = x.sum((-2, -1)).clamp_min(1e-6)
+    ext = torch.stack([torch.where(rows, r, float("inf")).amin(-1), torch.where(cols, c, float("inf")).amin(-1),
+                       torch.where(rows, r, -1.0).amax(-1), torch.where(cols, c, -1.0).amax(-1),
+                       (x.sum(-1) * r).sum(-1) / total, (x.sum(-2) * c).sum(-1) / total], dim=-1)
+    return torch.where(present[..., None], ext, torch.zeros_like(ext)), present
 
 
 def cut_clip(clip: torch.Tensor, cfg: LayersConfig) -> Cut:
@@ -44,8 +55,7 @@ def cut_clip(clip: torch.Tensor, cfg: LayersConfig) -> Cut:
     ref, labels = L.choose_reference(clip_ink.numpy(), cfg.num_layers, cfg.threshold, cfg.min_pixels)
     layers = L.layer_stack(clip[ref], labels, cfg.num_layers)  # (L, C, H, W)
     offsets = L.track(L.ink(layers), clip_ink, ref, cfg.register_window)
-    boxes, present = zip(*(ink_box(L.ink(layer).numpy(), cfg.threshold) for layer in layers))
-    return Cut(layers, offsets, torch.from_numpy(np.stack(boxes)), torch.tensor(present), ref)
+    return Cut(layers, offsets, *extents(layers, cfg.threshold), ref)
 
 
 def track_of(cuts: list[Cut], frames: int, upto: torch.Tensor | None = None) -> Track:
@@ -57,7 +67,7 @@ def track_of(cuts: list[Cut], frames: int, upto: torch.Tensor | None = None) -> 
         pad = frames - len(past)
         rows.append(torch.cat([past[:1].expand(pad, -1, -1), past]) if pad else past)
         known.append(torch.arange(frames) >= pad)
-    return Track(torch.stack([c.boxes for c in cuts]), torch.stack([c.present for c in cuts]),
+    return Track(torch.stack([c.extents for c in cuts]), torch.stack([c.present for c in cuts]),
                  torch.stack(rows), torch.stack(known))
 
 
@@ -79,7 +89,7 @@ class LayeredState:
         cuts = [cut_clip(clip.cpu(), motion.config) for clip in clips]
         device = clips.device
         track = track_of(cuts, motion.config.track_frames)
-        track = Track(*(x.to(device) for x in (track.boxes, track.present, track.offsets, track.known)))
+        track = Track(*(x.to(device) for x in (track.extents, track.present, track.offsets, track.known)))
         return cls(motion, torch.stack([c.ink for c in cuts]).to(device), track)
 
     def step(self, generator, temperature: float = 1.0) -> torch.Tensor:
