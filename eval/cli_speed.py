@@ -7,6 +7,7 @@ cores, vidm/threads.py), and how much of the CPU other processes used meanwhile,
 beside a training run is not the command's. `vidm bench` times the pipeline in-process instead.
 
     python eval/cli_speed.py --repeats 3
+    python eval/cli_speed.py --repeats 3 --steps 0 --model DIR     # one row of a steps table
 """
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def parse_generate_line(stdout: str) -> dict:
     return {"frames_per_second": float(fps), "threads": int(threads)}
 
 
-def run_once(model: str, seed: int) -> dict:
+def run_once(model: str, seed: int, steps: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="vidm-cli-speed-") as out:
         cmd = [sys.executable, "-m", "vidm", "generate", "--model", model, "--num-videos", "1",
                "--frames", str(FRAMES), "--seed", str(seed), "--out", out, "--quiet"]
+        cmd += [] if steps is None else ["--steps", str(steps)]
         monitor, start = CpuMonitor(), time.perf_counter()
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -51,15 +53,17 @@ def main() -> None:
     p.add_argument("--model", help="model folder (default: the shipped checkpoint)")
     p.add_argument("--repeats", type=int, default=3, help="runs; the median counts (default 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="steps per frame (default: the command's default)")
     p.add_argument("--out", default=str(RESULTS / "cli_speed.json"), help="JSON results")
     args = p.parse_args()
     runs = []
     for i in range(args.repeats):
-        runs.append(run_once(str(model_dir(args.model)), args.seed))
+        runs.append(run_once(str(model_dir(args.model)), args.seed, args.steps))
         log(f"run {i + 1}/{args.repeats}: {runs[-1]['seconds']:.1f} s ({runs[-1]['frames_per_second']:.2f} frames/s "
             f"generating, {runs[-1]['threads']} threads, other processes {runs[-1]['other_processes_cpu_percent']:.0f}%)")
     seconds = statistics.median(r["seconds"] for r in runs)
-    result = {"command": f"vidm generate --num-videos 1 --frames {FRAMES} --seed {args.seed} (default settings)",
+    steps = "default settings" if args.steps is None else f"--steps {args.steps}, other settings default"
+    result = {"command": f"vidm generate --num-videos 1 --frames {FRAMES} --seed {args.seed} ({steps})",
               "median_seconds": seconds, "frames_per_second_end_to_end": FRAMES / seconds, "runs": runs}
     print(write_result(args.out, result, args))
 
