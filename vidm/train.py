@@ -467,7 +467,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, continu
             indices = order.indices(step)
             draws = stage.draw(cfg.batch_size, g)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step, continued[-1] if continued else 0) * group["lr_scale"]
+            # (a run saved before groups had scales has one group, at the stage's lr)
+            group["lr"] = learning_rate(cfg, step, continued[-1] if continued else 0) * group.get("lr_scale", 1.0)
         total = torch.zeros((), device=device)  # stays on the device: no host sync until a log line
         for m in range(cfg.accum_steps):
             lo = rank * local + m * micro
