@@ -78,6 +78,21 @@ def test_resume_runs_only_the_remaining_steps_and_ends_with_the_uninterrupted_we
             torch.testing.assert_close(a[part][name], b[part][name], atol=0, rtol=0)
 
 
+def test_a_run_saved_before_optimizer_groups_had_lr_scales_resumes_to_the_same_weights(tmp_path):
+    straight, split = tmp_path / "a", tmp_path / "b"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", straight)) == 0
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", split, steps=2)) == 0
+    state = torch.load(split / "vae" / "train_state.pt", weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        del group["lr_scale"]  # as written before optimizer groups had scales
+    torch.save(state, split / "vae" / "train_state.pt")
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", split), "--resume") == 0
+    a = torch.load(straight / "vae" / "train_state.pt", weights_only=True)
+    b = torch.load(split / "vae" / "train_state.pt", weights_only=True)
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], atol=0, rtol=0)
+
+
 def test_two_accumulation_steps_make_the_update_of_one_batch_twice_their_size(tmp_path):
     """batch_size is the global batch: 4 in one pass, or 2 + 2 accumulated, gives the same step in float32.
     Without gradient clipping, so Adam's moments show the gradients' scale as well as their direction."""
