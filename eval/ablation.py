@@ -123,19 +123,30 @@ COLUMNS = [("name", "run", "{}"), ("steps", "steps", "{:,}"), ("cpu_hours", "CPU
            ("identity_20", "10 real frames: own digit found at frame 20", "{:.0%}"), ("identity_63", "frame 63", "{:.0%}")]
 
 
+def in_arm(name: str, arm: str) -> bool:
+    """Whether a measured run is the arm itself or one of its snapshots, named ARM-STEP."""
+    return name == arm or (name.startswith(arm + "-") and name[len(arm) + 1:].isdigit())
+
+
 def table(args) -> None:
+    """Every measured run, or with --arms each arm's snapshots (named ARM-STEP) (one line each in the plot,
+    in CPU-hour order): table.md and per_cpu_hour.png, or comparison.md and comparison.png."""
     rows = [r for r in (row(f) for f in sorted(OUT.iterdir()) if f.is_dir()) if r]
+    if args.arms:
+        rows = sorted((r for r in rows if any(in_arm(r["name"], a) for a in args.arms)),
+                      key=lambda r: (r["name"].split("-")[0], r["cpu_hours"] or 0))
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    (OUT / "table.md").write_text(text)
+    name = "comparison" if args.arms else "table"
+    (OUT / f"{name}.md").write_text(text)
     print(text)
-    plot(rows, OUT / "per_cpu_hour.png")
+    plot(rows, OUT / ("comparison.png" if args.arms else "per_cpu_hour.png"), args.arms)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, arms: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +156,15 @@ def plot(rows: list[dict], path: Path) -> None:
                 ("apart_t10", "apart digits kept at t+10"), ("digits_mean", "kept over 64 frames, real frame 0"),
                 ("identity_63", "own digit found at frame 63, 10 real frames")]
     fig, axes = plt.subplots(1, len(measures) + 1, figsize=(4 * (len(measures) + 1), 3.3))
-    for r in rows:
+    for arm in arms or []:  # each arm's snapshots as one line against CPU-hours
+        own = [r for r in rows if in_arm(r["name"], arm)]
+        for ax, (key, _) in zip(axes[1:], measures):
+            points = [(r["cpu_hours"], r[key]) for r in own if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=arm)
+        curve = max(own, key=lambda r: r["cpu_hours"] or 0)["loss_curve"] if own else []
+        axes[0].plot([c[1] for c in curve], [c[2] for c in curve], label=arm)
+    for r in rows if not arms else []:
         curve = r["loss_curve"]
         axes[0].plot([c[1] for c in curve], [c[2] for c in curve], label=r["name"])
         for ax, (key, _) in zip(axes[1:], measures):
@@ -158,7 +177,7 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax in axes:
         ax.set_xlabel("CPU-hours")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -175,7 +194,8 @@ def main() -> None:
     m.add_argument("--cpu-hours", type=float, help="its training CPU-hours")
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--skip", nargs="*", default=[], help="measures to leave out")
-    sub.add_parser("table", help="gather the measured runs into eval/results/ablation/table.md and a plot")
+    t = sub.add_parser("table", help="gather the measured runs into eval/results/ablation/table.md and a plot")
+    t.add_argument("--arms", nargs="*", help="compare these runs' snapshots (named ARM-...): comparison.md/.png")
     args = p.parse_args()
     measure(args) if args.command == "measure" else table(args)
 
