@@ -133,8 +133,8 @@ def table(args) -> None:
     in CPU-hour order): table.md and per_cpu_hour.png, or comparison.md and comparison.png."""
     rows = [r for r in (row(f) for f in sorted(OUT.iterdir()) if f.is_dir()) if r]
     if args.arms:
-        rows = sorted((r for r in rows if any(in_arm(r["name"], a) for a in args.arms)),
-                      key=lambda r: (r["name"].split("-")[0], r["cpu_hours"] or 0))
+        arm_of = {r["name"]: i for r in rows for i, a in enumerate(args.arms) if in_arm(r["name"], a)}
+        rows = sorted((r for r in rows if r["name"] in arm_of), key=lambda r: (arm_of[r["name"]], r["cpu_hours"] or 0))
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in COLUMNS]

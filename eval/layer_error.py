@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from common import load_pipeline
+from motion_probe import composite_mse
 from vidm import layers as L
 from vidm.checkpoint import load_model
 from vidm.data.moving_mnist import MovingMNIST
@@ -52,17 +53,15 @@ def main() -> None:
     through_vae = lambda f: ((vae.decode(vae.encode(f.flatten(0, 1) * 2 - 1)) + 1) / 2).reshape(f.shape)  # noqa: E731
 
     out = {"vae_round_trip": mse(as_uint8(through_vae(x[:, 10:])[:, :, 0]))}
-    start = LayeredState.cut(x[:, :10], motion)
-    refs = [cut_clip(clip, motion.config).ref for clip in x[:, :10]]  # each layer is at offset 0 there
-    offsets = torch.stack([L.track(L.ink(start.ink[i]), L.ink(x[i]), refs[i], motion.config.register_window)
-                           for i in range(args.num)])  # registered in all 20 frames
+    cuts = [cut_clip(clip, motion.config) for clip in x[:, :10]]
+    start = LayeredState.from_cuts(cuts, motion)
+    offsets = torch.stack([L.track(L.ink(c.ink), L.ink(clip), c.ref, motion.config.register_window)
+                           for c, clip in zip(cuts, x)])  # registered in all 20 frames, from the reference frame
     perfect = torch.stack([render(start.ink, offsets[:, t].float(), motion.config.composite) for t in range(10, 20)], 1)
     out["layers_at_the_real_offsets"] = mse(as_uint8(perfect[:, :, 0]))
     out["layers_at_the_real_offsets_through_vae"] = mse(as_uint8(through_vae(perfect)[:, :, 0]))
     for temperature in (0.0, 0.3, 1.0):
-        state, g = LayeredState(motion, start.ink, start.track), torch.Generator().manual_seed(0)
-        made = torch.stack([state.step(g, temperature) for _ in range(10)], 1)
-        out[f"layers_moved_temperature_{temperature}"] = mse(as_uint8(made[:, :, 0]))
+        out[f"layers_moved_temperature_{temperature}"] = composite_mse(motion, start, future, temperature)
     for steps in (0, 1, 2, 5):
         frames = pipe(num_videos=args.num, num_frames=10, context=real[:, :10, ..., None], num_inference_steps=steps,
                       seed=0).frames[..., 0]

@@ -24,8 +24,8 @@ import torch
 from vidm.config import LayersConfig
 from vidm.data.moving_mnist import MovingMNIST
 from vidm.layer_motion import LayerMotion, Track
-from vidm.layer_stage import LayerStage
-from vidm.layered import LayeredState, extents, render
+from vidm.layer_stage import LayerStage, cached_extents
+from vidm.layered import LayeredState
 from vidm.metrics import mse_per_frame
 
 
@@ -35,7 +35,7 @@ def composite_mse(motion: LayerMotion, start: LayeredState, future: np.ndarray, 
     for _ in range(future.shape[1]):
         frames.append(state.step(g, temperature))
     made = (torch.stack(frames, 1)[:, :, 0].clamp(0, 1) * 255).round().byte().numpy()
-    return float(mse_per_frame(made, future).mean())
+    return round(float(mse_per_frame(made, future).mean()), 1)
 
 
 def main() -> None:
@@ -56,11 +56,11 @@ def main() -> None:
     centre = (lambda e: e) if not args.no_centre else (lambda e: torch.cat([e[..., :4], 0 * e[..., 4:]], -1))
 
     cache = np.load(sorted(glob.glob(f"{json.load(open(args.config))['out']}/cache/layers-*.npz"))[0])
-    stage = LayerStage.__new__(LayerStage)  # the stage's windows and draws, without a VAE or a data source
+    stage = LayerStage.__new__(LayerStage)  # the stage's draws and motion loss, without a VAE or a data source
     stage.cfg, stage.device, stage.offsets = cfg, "cpu", torch.from_numpy(cache["offsets"]).float()
     stage.frames = stage.offsets.shape[1]
-    ext, present = extents(torch.from_numpy(cache["ink"]).float() / 255, cfg.threshold)
-    ext = centre(ext)
+    stage.extents, stage.present = cached_extents(torch.from_numpy(cache["ink"]), cfg.threshold)
+    stage.extents = centre(stage.extents)
 
     motion = LayerMotion(cfg)
     opt = torch.optim.Adam(motion.parameters(), args.lr)
@@ -73,21 +73,14 @@ def main() -> None:
     while True:
         if trained >= next_report:
             model = ema.module
-            mse = [round(composite_mse(model, start, real[:, 10:], s), 1) for s in (0.0, 0.3, 1.0)]
+            mse = [composite_mse(model, start, real[:, 10:], s) for s in (0.0, 0.3, 1.0)]
             print(json.dumps({"step": step, "cpu_minutes": round(trained / 60, 2), "mse_t0_t0.3_t1": mse}), flush=True)
             next_report += 60 * args.minutes / 6
             if trained >= 60 * args.minutes:
                 break
         t0 = time.process_time()
         videos = torch.randint(0, len(stage.offsets), (args.clips,), generator=g)
-        d = stage.draw(args.clips, g)
-        offsets = stage.offsets[videos]
-        B, T = offsets.shape[:2]
-        past, known = stage.windows(offsets, torch.arange(1, T).expand(B, -1), d["motion_known"])
-        track = Track(ext[videos].repeat_interleave(T - 1, 0), present[videos].repeat_interleave(T - 1, 0),
-                      past.flatten(0, 1), known.flatten(0, 1))
-        loss = motion.loss(track, (offsets[:, 1:] - offsets[:, :-1]).flatten(0, 1), d["motion_t"].flatten(),
-                           d["motion_noise"].flatten(0, 1))
+        loss = stage.motion_loss(motion, videos, stage.draw(args.clips, g))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -32,8 +32,7 @@ class LayerStage:
     def __init__(self, cfg: LayersConfig, source, vae: Autoencoder, cache_dir: Path, data_key: str, device):
         self.cfg, self.vae, self.device = cfg, vae.eval().requires_grad_(False), device
         self.ink, self.offsets = layer_cache(cfg, source, cache_dir, data_key)
-        self.extents, self.present = zip(*(extents(part.float() / 255, cfg.threshold) for part in self.ink.split(256)))
-        self.extents, self.present = torch.cat(self.extents), torch.cat(self.present)
+        self.extents, self.present = cached_extents(self.ink, cfg.threshold)
         self.frames = self.offsets.shape[1]
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
@@ -51,12 +50,11 @@ class LayerStage:
         rows = torch.arange(offsets.shape[0], device=k.device)[:, None, None]
         return offsets[rows, index.clamp(min=0)], mask
 
-    def loss(self, motion, videos: torch.Tensor, d: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(motion model loss, the composite's latent (B, c, h, w)) for clips `videos` at frames d["k"]."""
+    def motion_loss(self, motion, videos: torch.Tensor, d: dict) -> torch.Tensor:
+        """The layer motion model's loss on every frame 1 .. T-1 of clips `videos`."""
         offsets = self.offsets[videos].to(self.device)  # (B, T, L, 2)
         ext, present = self.extents[videos].to(self.device), self.present[videos].to(self.device)
-        B, T, L, _ = offsets.shape
-        # The motion model on every frame 1 .. T-1 of each clip.
+        B, T = offsets.shape[:2]
         k = torch.arange(1, T, device=self.device).expand(B, -1)  # (B, T-1)
         past, known = self.windows(offsets, k, d["motion_known"])
         target = offsets[:, 1:] - offsets[:, :-1]  # (B, T-1, L, 2)
@@ -65,13 +63,17 @@ class LayerStage:
         # In float32 under any autocast: the MLP is too small for bf16 to save time, and a displacement must be
         # right to a fraction of a pixel after 10 frames.
         with torch.autocast(torch.device(self.device).type, enabled=False):
-            motion_loss = motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(),
-                                      d["motion_noise"].flatten(0, 1))
+            return motion.loss(track, target.flatten(0, 1), d["motion_t"].flatten(), d["motion_noise"].flatten(0, 1))
+
+    def loss(self, motion, videos: torch.Tensor, d: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(motion model loss, the composite's latent (B, c, h, w)) for clips `videos` at frames d["k"]."""
+        motion_loss = self.motion_loss(motion, videos, d)
         # The composite at the residual's frame, with each layer where the clip has it: the residual learns
         # what layers cannot draw (overlaps, a digit a layer holds in part, the VAE's own error), not where
         # they go. Trained on sampled displacements instead, it learnt to pull a frame toward where the
-        # real clip went, which a sample cannot know, and blurred digits (docs/experiments.md, session 13).
-        rows = torch.arange(B, device=self.device)
+        # real clip went, which a sample cannot know, and blurred digits (docs/experiments.md, the layered predictor).
+        offsets = self.offsets[videos].to(self.device)
+        rows = torch.arange(len(offsets), device=self.device)
         with torch.no_grad():
             frames = render(self.ink[videos].to(self.device).float() / 255, offsets[rows, d["k"]], self.cfg.composite)
             mean = self.vae.encode(frames * 2 - 1)
@@ -79,8 +81,17 @@ class LayerStage:
 
 
 @torch.no_grad()
+def cached_extents(ink: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """vidm.layered.extents of cached uint8 ink (N, L, C, H, W), a few hundred clips at a time (in float, all
+    4,000 training clips' layers would take half a GiB at once)."""
+    parts = [extents(part.float() / 255, threshold) for part in ink.split(256)]
+    return torch.cat([e for e, _ in parts]), torch.cat([p for _, p in parts])
+
+
+@torch.no_grad()
 def layer_cache(cfg: LayersConfig, source, cache_dir: Path, data_key: str):
-    """Layers of every training clip: ink uint8 (N, L, C, H, W) and offsets (N, T, L, 2); made once (by the main process) and cached, keyed by the data and how layers are cut."""
+    """Layers of every training clip: ink uint8 (N, L, C, H, W) and offsets (N, T, L, 2); made once (by the main
+    process) and cached, keyed by the data and how layers are cut."""
     cut_key = {k: getattr(cfg, k) for k in ("num_layers", "threshold", "min_pixels", "register_window")}
     key = hashlib.sha1((data_key + json.dumps(cut_key, sort_keys=True) + str(CACHE_VERSION)).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"layers-{key}.npz"

@@ -86,8 +86,11 @@ class LayeredState:
     @classmethod
     def cut(cls, clips: torch.Tensor, motion: LayerMotion) -> "LayeredState":
         """Layers of clips (B, T, C, H, W) in [0, 1]: real frames to extend, or a first frame (T = 1)."""
-        cuts = [cut_clip(clip.cpu(), motion.config) for clip in clips]
-        device = clips.device
+        return cls.from_cuts([cut_clip(clip.cpu(), motion.config) for clip in clips], motion, clips.device)
+
+    @classmethod
+    def from_cuts(cls, cuts: list[Cut], motion: LayerMotion, device="cpu") -> "LayeredState":
+        """The state of clips already cut (cut_clip), on `device`."""
         track = track_of(cuts, motion.config.track_frames)
         track = Track(*(x.to(device) for x in (track.extents, track.present, track.offsets, track.known)))
         return cls(motion, torch.stack([c.ink for c in cuts]).to(device), track)

@@ -1,8 +1,9 @@
 """The report folder: report.md (tables, and the plots it shows) and results.json (every number).
 
 `--out NAME.md` writes the report as NAME.md and its folder, without report.md, as NAME/ beside it
-(so that a doc page such as docs/benchmarks.md can be the report itself). Everything is written into a hidden temporary folder beside the target and renamed onto it at the end,
-so a run that fails or is stopped leaves no half-written report, and a finished one replaces the last.
+(so that a doc page such as docs/benchmarks.md can be the report itself). Everything is written into a
+hidden temporary folder beside the target and renamed onto it at the end, so a run that fails or is
+stopped leaves no half-written report, and a finished one replaces the last.
 """
 from __future__ import annotations
 
