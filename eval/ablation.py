@@ -45,10 +45,9 @@ def pipeline_folder(tmp: Path, vae: Path, content: Path, motion: Path) -> Path:
     return folder
 
 
-def has_predictor(motion: Path) -> bool:
-    """Whether the motion model has a mean to sample at 0 steps: a predictor UNet or layers."""
-    config = json.loads((motion / "config.json").read_text())["config"]
-    return config.get("predictor") is not None or config.get("layers") is not None
+def has_mean(motion: Path) -> bool:
+    """Whether the motion model has a mean to sample at 0 steps: a layered model's composite."""
+    return json.loads((motion / "config.json").read_text())["config"].get("layers") is not None
 
 
 def training_cost(motion: Path, steps: int | None, cpu_hours: float | None) -> dict:
@@ -75,8 +74,8 @@ def measure(args) -> None:
     with tempfile.TemporaryDirectory(prefix="vidm-ablation-") as tmp:
         model = pipeline_folder(Path(tmp), vae=vae, content=SHIPPED / "content", motion=motion)
         for name, script, extra in MEASURES:
-            if name == "quality_mean" and not has_predictor(motion):
-                continue  # the mean alone (--steps 0) needs a predictor
+            if name == "quality_mean" and not has_mean(motion):
+                continue  # the mean alone (--steps 0) needs layers
             if name in args.skip:
                 continue
             cmd = [sys.executable, str(ROOT / "eval" / script), "--model", str(model), "--threads", str(args.threads),

@@ -4,8 +4,8 @@ of the layers' composite on held-out clips, against CPU-minutes of training.
 The motion MLP costs a few percent of a layered training step (the residual UNet is the rest), so its
 design is chosen here in CPU-minutes instead of CPU-hours: learning rate, track length, what it sees.
 Each line printed is the EMA weights' composite MSE at noise temperatures 0 / 0.3 / 1 (measuring time
-is not counted). Needs the layer cache that `vidm train motion --config configs/moving-mnist-64/
-motion-layers.json` makes (runs/moving-mnist-64-layers/cache/layers-*.npz).
+is not counted). Needs the layer cache that `vidm train motion --config configs/moving-mnist-64/motion.json`
+makes (cache/layers-*.npz in the config's `out`).
 
     python eval/motion_probe.py --lr 1e-3 --minutes 4                 # the shipped design
     python eval/motion_probe.py --lr 1e-3 --minutes 4 --no-centre     # without the layers' centre of mass
@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+import common  # noqa: F401  (puts the source checkout on sys.path, as for every script here)
 from vidm.config import LayersConfig
 from vidm.data.moving_mnist import MovingMNIST
 from vidm.layer_motion import LayerMotion, Track
@@ -40,7 +41,7 @@ def composite_mse(motion: LayerMotion, start: LayeredState, future: np.ndarray, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/moving-mnist-64/motion-layers.json")
+    p.add_argument("--config", default="configs/moving-mnist-64/motion.json")
     p.add_argument("--clips", type=int, default=32, help="training clips a step (every frame of each)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--minutes", type=float, default=4.0, help="CPU-minutes of training")

@@ -4,7 +4,7 @@ The first `--context` frames of each test sequence go in as `context`, the model
 frames, compared with the truth frame by frame: one sample, the best of N samples (per sequence the sample
 with the lowest mean MSE, as stochastic-prediction papers report), and the copy-last-frame baseline.
 Sequence i, sample n uses seed `seed + n * 1_000_000 + i`, so numbers do not depend on the batch size;
-`--steps 0` measures a motion predictor's mean. `vidm bench` reports the same measure (and the proxy
+`--steps 0` measures a layered model's composite alone. `vidm bench` reports the same measure (and the proxy
 Fréchet distance this script also made until commit c08c85d); this one serves eval/ablation.py.
 
     python eval/quality.py --model DIR --num 200 --best-of 1 --steps 5
@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--context", type=int, default=10)
     p.add_argument("--future", type=int, default=10)
     p.add_argument("--sampler", default="dpmpp_2m")
-    p.add_argument("--steps", type=int, default=20, help="steps per frame; 0: the motion predictor's mean")
+    p.add_argument("--steps", type=int, default=20, help="steps per frame; 0: a layered model's composite alone")
     p.add_argument("--best-of", type=int, default=5, help="samples per sequence for best-of-N (default 5)")
     p.add_argument("--batch", type=int, default=100, help="sequences per pipeline call")
     p.add_argument("--data-seed", type=int, default=1, help="MovingMNIST test seed (default 1)")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import common  # noqa: F401  (puts the source checkout on sys.path, as for every script here)
 from vidm.cli import default_model_dir
 from vidm.pipeline import CONTENT_SAMPLER, CONTENT_STEPS, VIDMPipeline
 from vidm.video_io import write_video
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--num-videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, help="steps per frame (default: the model's own, vidm generate's)")
     parser.add_argument("--sampler", default="dpmpp_2m")
     parser.add_argument("--content-steps", type=int, default=CONTENT_STEPS, help="vidm generate's default")
     parser.add_argument("--content-sampler", default=CONTENT_SAMPLER, help="vidm generate's default")

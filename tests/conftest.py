@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vidm.autoencoder import Autoencoder
-from vidm.config import AutoencoderConfig, ContentConfig, MotionConfig, UNetConfig
+from vidm.config import AutoencoderConfig, ContentConfig, LayersConfig, MotionConfig, UNetConfig
 from vidm.content_model import ContentModel
 from vidm.motion_model import MotionModel
 from vidm.pipeline import VIDMPipeline
@@ -16,6 +16,17 @@ from vidm.pipeline import VIDMPipeline
 torch.set_num_threads(1)
 
 TINY_UNET = dict(channels=(16, 32), blocks_per_level=1, attention_levels=(1,), heads=2, embed_dim=32)
+TINY_LAYERS = dict(num_layers=2, resolution=64, hidden=32, depth=2, track_frames=4, motion_steps=2)
+
+
+def perturb_zero_weights(model):
+    """Zero-initialised output layers make every output zero (and every sample identical): give them small
+    random values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if torch.all(p == 0):
+                p.normal_(0, 0.02)
+    return model
 
 
 def tiny_pipeline(seed: int = 0, in_channels: int = 1, context_frames: int = 2, aug_sample_level: float = 0.05,
@@ -27,13 +38,18 @@ def tiny_pipeline(seed: int = 0, in_channels: int = 1, context_frames: int = 2, 
                                                       **TINY_UNET),
                                       context_frames=context_frames, max_frames=16,
                                       aug_sample_level=aug_sample_level))
-    # Random zero-initialised output layers would make every sample identical: perturb them.
-    with torch.no_grad():
-        for model in (content, motion):
-            for name, p in model.named_parameters():
-                if torch.all(p == 0):
-                    p.normal_(0, 0.02)
-    return VIDMPipeline(vae, content, motion)
+    return VIDMPipeline(vae, perturb_zero_weights(content), perturb_zero_weights(motion))
+
+
+def tiny_layered_pipeline(seed: int = 0, sample_steps: int = 0) -> VIDMPipeline:
+    """Tiny models at Moving MNIST's 64x64 with a layered motion model, whose UNet also reads the layers'
+    composite; by default it gives that composite alone (sample_steps 0), as the shipped model does."""
+    torch.manual_seed(seed)
+    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
+    content = ContentModel(ContentConfig(unet=UNetConfig(**TINY_UNET)))
+    motion = MotionModel(MotionConfig(unet=UNetConfig(cond_channels=16, **TINY_UNET), context_frames=2, max_frames=16,
+                                      sample_steps=sample_steps, layers=LayersConfig(**TINY_LAYERS)))
+    return VIDMPipeline(vae, perturb_zero_weights(content), perturb_zero_weights(motion))
 
 
 @pytest.fixture

@@ -10,41 +10,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_UNET
+from conftest import tiny_layered_pipeline, tiny_pipeline
 from vidm import cli
-from vidm.autoencoder import Autoencoder
 from vidm.bench import context, digit_classifier, digit_identity, identity_from_context, speed, suite
-from vidm.config import AutoencoderConfig, ContentConfig, MotionConfig, UNetConfig
-from vidm.content_model import ContentModel
 from vidm.data.moving_mnist import MovingMNIST
-from vidm.motion_model import MotionModel
-from vidm.pipeline import VIDMPipeline
 
 TINY_SIZES = context.Sizes(prediction=3, identity=2, accuracy_videos=5, first_frames=2, frechet=2, fvd=2,
                            speed_frames=2, speed_min_seconds=0.0, memory_lengths=(3,), memory_steps=1)
 IDENTITY_FRAMES = 16
 
 
-def tiny_pipeline_64(seed: int = 0) -> VIDMPipeline:
-    """The conftest's tiny models at Moving MNIST's 64x64, with a motion predictor (so its mean is measured)."""
-    torch.manual_seed(seed)
-    vae = Autoencoder(AutoencoderConfig(in_channels=1, channels=(8, 16, 16), resolution=64))
-    content = ContentModel(ContentConfig(unet=UNetConfig(**TINY_UNET)))
-    predictor = UNetConfig(in_channels=12, out_channels=4, **TINY_UNET)
-    motion = MotionModel(MotionConfig(unet=UNetConfig(cond_channels=16, **TINY_UNET), predictor=predictor,
-                                      context_frames=2, max_frames=16))
-    with torch.no_grad():  # zero-initialised output layers would make every sample the same
-        for model in (content, motion):
-            for p in model.parameters():
-                if torch.all(p == 0):
-                    p.normal_(0, 0.02)
-    return VIDMPipeline(vae, content, motion)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
+    """A tiny layered model (sample_steps 0), so the layers' composite is measured beside a sample."""
     folder = tmp_path_factory.mktemp("bench") / "model"
-    tiny_pipeline_64().save_pretrained(folder)
+    tiny_layered_pipeline().save_pretrained(folder)
     return folder
 
 
@@ -78,8 +58,8 @@ def detector(tmp_path_factory) -> Path:
     return path
 
 
-def bench(*args: str) -> None:
-    """`vidm bench --quick --threads 1 ...` in this process, with the tiny sets."""
+def bench(*args: str, steps: tuple[str, ...] = ("--steps", "1")) -> None:
+    """`vidm bench --quick --threads 1 --steps 1 ...` in this process, with the tiny sets."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(context, "QUICK", TINY_SIZES)
         mp.setattr(suite, "QUICK", TINY_SIZES)
@@ -88,7 +68,7 @@ def bench(*args: str) -> None:
         mp.setattr(identity_from_context, "FRAMES", IDENTITY_FRAMES)
         mp.setattr(speed, "BATCHES", (1, 2))  # 1 and 16 in a real run
         mp.delenv("VIDM_I3D", raising=False)
-        cli.main(["bench", "--quick", "--threads", "1", "--steps", "1", *args])
+        cli.main(["bench", "--quick", "--threads", "1", *steps, *args])
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +102,7 @@ def test_fvd_without_a_detector_is_skipped_and_the_report_says_why(report):
 
 
 def test_copy_last_baseline_is_the_hand_computed_error_on_the_same_clips(report):
-    _, r = report
+    out, r = report
     p = r["measures"]["prediction"]
     videos = MovingMNIST("test", frames=20, seed=1).videos(TINY_SIZES.prediction).astype(np.float64) / 255
     # squared error of frame 10 against each of frames 11..20, summed over the 64x64 frame
@@ -130,6 +110,18 @@ def test_copy_last_baseline_is_the_hand_computed_error_on_the_same_clips(report)
     assert p["copy_last"]["mse"]["mean"] == pytest.approx(by_hand.mean(), rel=1e-9)
     assert p["copy_last"]["mse"]["per_frame"] == pytest.approx(by_hand.mean(axis=0).tolist(), rel=1e-9)
     assert set(p) >= {"sample", "mean"} and len(p["sample"]["ssim"]["per_frame"]) == 10
+    assert p["steps"] == 1 and "layered composite" in (out / "report.md").read_text()
+
+
+def test_without_steps_the_quality_measures_and_speed_use_the_models_own(model_dir, tmp_path, monkeypatch):
+    """The tiny model's sample_steps is 0: its one sample is the layers' composite, not measured twice."""
+    monkeypatch.setattr(suite, "MEASURES", [m for m in suite.MEASURES if m.name in ("prediction", "speed")])
+    out = tmp_path / "report"
+    bench("--model", str(model_dir), "--out", str(out), steps=())
+    r = json.loads((out / "results.json").read_text())
+    assert r["settings"]["steps"] == 0 and r["measures"]["speed"]["settings"]["steps"] == 0
+    p = r["measures"]["prediction"]
+    assert p["steps"] == 0 and "sample" in p and "mean" not in p
 
 
 def test_identity_scores_real_videos_as_the_ceiling_with_the_pinned_classifier(report):
@@ -149,10 +141,10 @@ def test_the_pinned_classifier_reads_real_test_frames():
     assert acc["test_frames"] == 400 and acc["exact_set_accuracy"] > 0.6  # about 0.7: touching digits fool it
 
 
-def expect_error(capsys, *args: str) -> str:
+def expect_error(capsys, *args: str, **kwargs) -> str:
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        bench(*args)
+        bench(*args, **kwargs)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("vidm: error: ") and err.count("\n") == 1, err
     return err
@@ -173,6 +165,14 @@ def test_bad_input_is_a_one_line_error_and_no_report(model_dir, tmp_path, capsys
     assert "other than a vidm bench report" in expect_error(capsys, "--model", str(model_dir),
                                                             "--out", str(tmp_path / "notes"))
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_zero_steps_for_a_model_without_layers_is_an_error_before_any_measure(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path / "plain")
+    err = expect_error(capsys, "--model", str(tmp_path / "plain"), "--out", str(tmp_path / "report"),
+                       steps=("--steps", "0"))
+    assert "at least 1 for a motion model without layers" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
 
 
 def test_a_measure_is_one_registered_function_and_a_failed_run_writes_nothing(model_dir, tmp_path, monkeypatch):

@@ -8,8 +8,7 @@ from vidm.checkpoint import build
 from vidm.data.sources import DataConfig
 from vidm.train import MotionStage, TrainConfig, select_frames
 
-from conftest import tiny_pipeline
-from test_motion_predictor import perturb_zero_weights
+from conftest import perturb_zero_weights, tiny_pipeline
 from test_train_and_cli import DATA, MODELS, run, write_config
 
 
@@ -63,7 +62,7 @@ def test_training_noises_the_context_at_a_random_level_per_clip_and_tells_the_ne
     seen = record_unet_calls(model)
     stage.loss(model, np.arange(4), draws)
     (cond, scalars), = seen
-    first, _, context = select_frames(stage.latents, torch.arange(4), draws["k"], model.context_offsets)
+    first, _, context = select_frames(stage.latents, torch.arange(4), draws["k"], model.config.context_frames)
     expected = mixed(context, draws["aug_level"], draws["aug_noise"])
     torch.testing.assert_close(cond[:, :4], first)
     torch.testing.assert_close(cond[:, 4:], rearrange(expected, "b k c h w -> b (k c) h w"))

@@ -179,3 +179,14 @@ def test_ablation_row_reads_each_measure_and_the_training_cost(tmp_path):
     assert (r["cross_t1"], r["cross_t10"], r["apart_t20"]) == (0.5, 0.2, 0.1)
     assert "digits_mean" not in r  # not measured: the table shows "-"
     assert row(tmp_path / "missing") is None
+
+
+def test_ablation_measures_the_mean_alone_only_of_a_layered_model(tmp_path):
+    import json
+
+    from ablation import has_mean
+
+    for name, config in (("layered", {"layers": {"num_layers": 2}}), ("plain", {"layers": None}), ("old", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"kind": "motion", "config": config}))
+    assert has_mean(tmp_path / "layered") and not has_mean(tmp_path / "plain") and not has_mean(tmp_path / "old")

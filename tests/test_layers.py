@@ -14,11 +14,12 @@ from vidm.errors import VidmError
 from vidm.layer_motion import LayerMotion, Track
 from vidm.layered import LayeredState, cut_clip
 
-from conftest import TINY_UNET
+from conftest import TINY_LAYERS, TINY_UNET, tiny_layered_pipeline
 
-LAYERS = {"num_layers": 2, "resolution": 64, "hidden": 32, "depth": 2, "track_frames": 4, "motion_steps": 2}
+LAYERS = TINY_LAYERS
+# As the shipped model: its composite alone (sample_steps 0) unless the caller asks for steps.
 MOTION = {"unet": {**TINY_UNET, "in_channels": 4, "cond_channels": 16}, "context_frames": 2, "max_frames": 8,
-          "layers": LAYERS}
+          "sample_steps": 0, "layers": LAYERS}
 
 
 def real_digits(*indices) -> list[np.ndarray]:
@@ -168,7 +169,8 @@ def test_the_motion_mlp_has_its_own_learning_rate_and_every_weight_one_group():
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.layers.parameters()}
     grouped = [id(p) for g in groups for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each weight once
-    plain = {**{k: v for k, v in MOTION.items() if k != "layers"}, "unet": {**MOTION["unet"], "cond_channels": 12}}
+    plain = {**{k: v for k, v in MOTION.items() if k not in ("layers", "sample_steps")},
+             "unet": {**MOTION["unet"], "cond_channels": 12}}
     assert [g["lr_scale"] for g in param_groups(build("motion", plain))] == [1.0]
 
 
@@ -190,10 +192,14 @@ def test_a_stream_keeps_only_the_last_track_frames():
     assert frame.shape == (1, 1, 64, 64) and state.track.offsets.shape == (1, 4, 2, 2)
 
 
-def test_one_predictor_kind_at_a_time_and_both_kinds_load_strictly(tmp_path):
-    both = {**MOTION, "predictor": {**TINY_UNET, "in_channels": 12, "out_channels": 4}}
-    with pytest.raises(VidmError, match="choose one predictor kind"):
-        build("motion", both)
+def test_a_layered_model_is_checked_and_loads_strictly(tmp_path):
+    with pytest.raises(VidmError, match=r"cond_channels must be 16 \(first frame \+ 2 context latents \+ the composite"):
+        build("motion", {**MOTION, "unet": {**MOTION["unet"], "cond_channels": 12}})
+    with pytest.raises(VidmError, match="sample_steps must be at least 0 for a layered motion model, got -1"):
+        build("motion", {**MOTION, "sample_steps": -1})
+    plain = {**{k: v for k, v in MOTION.items() if k != "layers"}, "unet": {**MOTION["unet"], "cond_channels": 12}}
+    with pytest.raises(VidmError, match="sample_steps must be at least 1 for a plain motion model, got 0"):
+        build("motion", plain)  # 0 steps would give a mean it does not have
     model = build("motion", MOTION)
     save_model(model, tmp_path / "layered")
     loaded = load_model(tmp_path / "layered", "motion")
@@ -204,6 +210,73 @@ def test_one_predictor_kind_at_a_time_and_both_kinds_load_strictly(tmp_path):
     (tmp_path / "layered" / "config.json").write_text(json.dumps(config))
     with pytest.raises(VidmError):
         load_model(tmp_path / "layered", "motion")
+
+
+def test_a_folder_saved_with_the_deleted_predictor_options_switched_off_loads(tmp_path):
+    """As the shipped checkpoint was saved: predictor null, no memory latents, no reference attention."""
+    model = build("motion", MOTION)
+    save_model(model, tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    meta["config"] |= {"predictor": None, "memory_offsets": []}
+    meta["config"]["unet"] |= {"reference_levels": [], "reference_channels": 0}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    loaded = load_model(tmp_path / "old", "motion")
+    assert loaded.config == model.config
+    meta["config"]["memory_offsets"] = [3]  # a model that used one cannot be built any more
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(VidmError, match="memory_offsets is an option of the deleted UNet-predictor motion model"):
+        load_model(tmp_path / "old", "motion")
+
+
+def record_motion(pipe) -> dict:
+    """Counts the motion UNet's calls, and records each frame's mean (the layers' composite) and sample."""
+    seen = {"unet": 0, "means": [], "samples": []}
+    pipe.motion.unet.register_forward_hook(lambda *_: seen.__setitem__("unet", seen["unet"] + 1))
+    sample = pipe.motion.sample
+
+    def spy(*args, mean=None, **kwargs):
+        z = sample(*args, mean=mean, **kwargs)
+        seen["means"].append(mean)
+        seen["samples"].append(z)
+        return z
+
+    pipe.motion.sample = spy
+    return seen
+
+
+def test_by_default_a_layered_model_with_sample_steps_0_gives_its_composite_without_the_unet():
+    pipe = tiny_layered_pipeline(sample_steps=0)
+    seen = record_motion(pipe)
+    args = dict(num_videos=2, num_frames=3, content_steps=2, seed=0, output_type="latent")
+    z = pipe(**args).frames
+    assert seen["unet"] == 0 and len(seen["means"]) == 2
+    for k, (mean, sample) in enumerate(zip(seen["means"], seen["samples"]), start=1):
+        torch.testing.assert_close(sample, mean)  # the encoded composite of the moved layers, itself
+        torch.testing.assert_close(z[:, k], mean)
+    torch.testing.assert_close(pipe(**args, num_inference_steps=0).frames, z)
+    pipe.motion.config.sample_steps = 2  # a model whose default is 2 steps: the residual UNet runs
+    seen["unet"] = 0
+    with_steps = pipe(**args).frames
+    assert seen["unet"] == 2 * 2 and not torch.allclose(with_steps[:, 1:], z[:, 1:])
+    torch.testing.assert_close(pipe(**args, num_inference_steps=2).frames, with_steps)
+
+
+@pytest.mark.parametrize("temperature", [None, 0.0, 0.5])
+def test_the_residual_starts_from_noise_scaled_by_the_temperature(temperature):
+    model = tiny_layered_pipeline().motion
+    model.config.sample_temperature, model.config.aug_sample_level = 0.25, 0.0
+    g = torch.Generator().manual_seed(0)
+    first, context, mean = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 2, 4, 16, 16, generator=g), \
+        torch.randn(2, 4, 16, 16, generator=g)
+    start = lambda denoise, x, ac, steps, g, progress=None: x  # noqa: E731  (returns the noise it starts from)
+    with torch.no_grad():
+        z = model.sample(start, 1, first, context, torch.tensor([1, 5]), generator=torch.Generator().manual_seed(0),
+                         temperature=temperature, mean=mean)
+    draws = torch.Generator().manual_seed(0)
+    torch.randn(context.shape, generator=draws)  # the augmentation noise is drawn first
+    noise = torch.randn(2, 4, 16, 16, generator=draws)
+    scale = 0.25 if temperature is None else temperature
+    torch.testing.assert_close(z, mean + model.config.residual_scale * scale * noise)
 
 
 def run(*argv):
@@ -234,13 +307,17 @@ def test_a_layered_model_trains_and_logs_its_losses(layered_model):
     assert any((layered_model / "cache").glob("layers-*.npz"))
 
 
-def test_a_layered_model_generates_and_extends_through_the_command_line(layered_model, tmp_path):
+def test_a_layered_model_generates_and_extends_through_the_command_line(layered_model, tmp_path, capsys):
     from vidm.pipeline import VIDMPipeline
 
     assert run("generate", "--model", layered_model, "--num-videos", 2, "--frames", 5, "--steps", 1,
                "--format", "png", "--out", tmp_path / "g", "--quiet") == 0
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["video_000", "video_001"]
     assert len(list((tmp_path / "g" / "video_000").iterdir())) == 5
+    capsys.readouterr()
+    assert run("generate", "--model", layered_model, "--num-videos", 1, "--frames", 3, "--format", "png",
+               "--out", tmp_path / "own", "--quiet") == 0
+    assert ", 0 steps per frame," in capsys.readouterr().out  # no --steps: the model's own sample_steps
     clip = (draw(real_digits(3, 4), np.stack([[[5 + 3 * t, 5], [30, 30 - 3 * t]] for t in range(4)])) * 255)
     np.save(tmp_path / "clip.npy", clip.astype(np.uint8))
     assert run("extend", tmp_path / "clip.npy", "--model", layered_model, "--frames", 3, "--steps", 0, "--seed", 1,

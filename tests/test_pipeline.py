@@ -103,6 +103,26 @@ def test_first_frame_is_kept_and_context_is_continued():
     assert frames.shape == (1, 3, 32, 32, 3)
 
 
+def count_motion_calls(pipe) -> dict:
+    calls = {"motion": 0}
+    pipe.motion.unet.register_forward_hook(lambda *_: calls.__setitem__("motion", calls["motion"] + 1))
+    return calls
+
+
+def test_steps_per_frame_default_to_the_motion_models_sample_steps(pipe):
+    calls = count_motion_calls(pipe)
+    args = dict(num_videos=1, num_frames=3, content_steps=2, seed=0, output_type="latent")
+    assert pipe.motion.config.sample_steps == 20  # the config's default
+    default = pipe(**args).frames
+    assert calls["motion"] == 2 * 20
+    torch.testing.assert_close(pipe(**args, num_inference_steps=20).frames, default)
+    pipe.motion.config.sample_steps = 3
+    calls["motion"] = 0
+    three = torch.stack(list(pipe.stream(**args)), dim=1)  # the stream's default too
+    assert calls["motion"] == 2 * 3 and pipe.steps_per_frame() == 3 and pipe.steps_per_frame(5) == 5
+    torch.testing.assert_close(three, pipe(**args, num_inference_steps=3).frames)
+
+
 def test_content_steps_apply_to_the_first_frame_only(pipe):
     calls = {"content": 0, "motion": 0}
 
@@ -149,7 +169,8 @@ def test_temperature_scales_the_next_frames_noise_and_defaults_to_the_models(pip
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_frames=0), "num_frames"),
-    (dict(num_inference_steps=0), "num_inference_steps"),
+    (dict(num_inference_steps=0), r"num_inference_steps must be at least 1 for a motion model without layers \(0 "),
+    (dict(num_inference_steps=-1), "num_inference_steps must be a positive integer"),
     (dict(content_steps=0), "content_steps"),
     (dict(num_videos=0), "num_videos"),
     (dict(sampler="euler"), "unknown sampler"),

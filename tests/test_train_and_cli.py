@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vidm.cli import main
-from vidm.train import TrainConfig, learning_rate
+from vidm.train import TrainConfig, learning_rate, select_frames
 from vidm.video_io import read_video
 
 from conftest import TINY_UNET
@@ -60,6 +60,37 @@ def test_training_writes_loadable_stages_logs_and_scale(trained):
 
 def logged_steps(stage_dir) -> list[int]:
     return [json.loads(line)["step"] for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_logs_the_ema_decay_and_keeps_snapshots(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
+    cfg = write_config(tmp_path, "motion", out, ema_warmup_power=0.75, snapshot_every=2)
+    assert run("train", "motion", "--config", cfg) == 0
+    assert sorted(p.name for p in (out / "motion").glob("step-*")) == ["step-2", "step-4"]
+    log = [json.loads(line) for line in (out / "motion" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    # timm's warm-up: the update of step s uses 1 - s^-power, and 0 for the first two
+    expected = [0.0, 0.0, 1 - 2 ** -0.75, 1 - 3 ** -0.75]
+    assert [r["ema_decay"] for r in log] == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_clips_must_fit_max_frames(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "vae", "--config", write_config(tmp_path, "vae", out, steps=1)) == 0
+    short = {**MODELS["motion"], "max_frames": 4}  # the clips have 6 frames
+    cfg = write_config(tmp_path, "motion", out, model=short)
+    capsys.readouterr()
+    assert run("train", "motion", "--config", cfg) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of encoding the latents
+    assert last == "vidm: error: training clips have 6 frames: the motion model's max_frames (4) must be at least that"
+
+
+def test_training_takes_the_k_latents_before_frame_k_clamped_at_frame_0():
+    latents = torch.arange(2 * 10, dtype=torch.float32).view(2, 10, 1, 1, 1).expand(2, 10, 4, 2, 2)
+    first, target, context = select_frames(latents, torch.tensor([0, 1]), torch.tensor([9, 2]), 3)
+    assert context[:, :, 0, 0, 0].tolist() == [[6, 7, 8], [10, 10, 11]]  # oldest first
+    assert target[:, 0, 0, 0].tolist() == [9, 12] and first[:, 0, 0, 0].tolist() == [0, 10]
 
 
 def test_resume_runs_only_the_remaining_steps_and_ends_with_the_uninterrupted_weights(tmp_path):
@@ -175,6 +206,34 @@ def test_generate_writes_videos(trained, tmp_path, fmt, name):
     assert len(list(out.iterdir())) == 2
 
 
+def test_generate_and_extend_take_the_models_own_steps_per_frame_by_default(trained, tmp_path, capsys):
+    import shutil
+
+    from vidm.pipeline import CONTENT_STEPS, VIDMPipeline
+
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    meta = json.loads((model / "motion" / "config.json").read_text())
+    assert meta["config"]["sample_steps"] == 20  # the config's default
+    meta["config"]["sample_steps"] = 3
+    (model / "motion" / "config.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert run("generate", "--model", model, "--num-videos", 1, "--frames", 3, "--format", "png", "--seed", 2,
+               "--out", tmp_path / "g", "--quiet") == 0
+    assert ", 3 steps per frame," in capsys.readouterr().out
+    pipe = VIDMPipeline.from_pretrained(model)
+    expected = np.stack(list(pipe.stream(num_videos=1, num_frames=3, num_inference_steps=3, seed=2,
+                                         content_steps=CONTENT_STEPS)), axis=1)[0]
+    np.testing.assert_array_equal(png_frames(tmp_path / "g" / "video_000"), expected)
+    clip = np.random.default_rng(1).integers(0, 255, (4, 64, 64), dtype=np.uint8)
+    np.save(tmp_path / "clip.npy", clip)
+    assert run("extend", tmp_path / "clip.npy", "--model", model, "--frames", 2, "--seed", 3,
+               "--out", tmp_path / "ext", "--quiet") == 0
+    new = np.stack(list(pipe.stream(num_videos=1, num_frames=2, context=clip[None, ..., None], num_inference_steps=3,
+                                    seed=3)), axis=1)[0]
+    np.testing.assert_array_equal(png_frames(tmp_path / "ext")[4:], new)
+
+
 def png_frames(folder) -> np.ndarray:
     """A folder of PNG frames (lossless) as uint8 (T, H, W, 3)."""
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())])
@@ -239,7 +298,7 @@ def bad_inputs(tmp_path, trained):
         (["generate", "--model", trained, "--first-frame", tmp_path / "notimage.png"], "not a readable image"),
         (["generate", "--model", trained, "--frames", "0"], "--frames"),
         (["generate", "--model", trained, "--steps", "-1"], "--steps"),
-        (["generate", "--model", trained, "--steps", "0"], "needs a motion model with a predictor"),
+        (["generate", "--model", trained, "--steps", "0"], "at least 1 for a motion model without layers"),
         (["generate", "--model", trained, "--temperature", "-1"], "--temperature"),
         (["generate", "--model", tmp_path / "nomodel"], "model folder not found"),
         (["generate", "--model", broken], "missing motion"),

@@ -67,6 +67,12 @@ def random_motion_model(seed: int = 0) -> MotionModel:
     return model.eval()
 
 
+def test_frame_position_is_k_over_max_frames_up_to_the_last_trained_frame():
+    model = random_motion_model()
+    pos = model.frame_position(torch.tensor([0, 1, 15, 16, 100]))
+    torch.testing.assert_close(pos, torch.tensor([0, 1, 15, 15, 15]) / 16)
+
+
 def differs_per_video(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a - b).abs().amax(dim=(1, 2, 3)) > 1e-3).all())
 

@@ -121,7 +121,8 @@ def cmd_generate(args) -> None:
     first_steps = ("first frame given" if first is not None
                    else f"first frame {args.content_sampler} x {args.content_steps} steps")
     print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
-          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, {args.steps} steps per frame, "
+          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, "
+          f"{pipe.steps_per_frame(args.steps)} steps per frame, "
           f"{first_steps}, seed {args.seed}, {torch.get_num_threads()} threads)")
 
 
@@ -210,8 +211,9 @@ def add_sampling_args(p) -> None:
     from .sampling import SAMPLERS
 
     p.add_argument("--model", help="model folder (default: the shipped moving-mnist-64 checkpoint)")
-    p.add_argument("--steps", type=non_negative_int, default=20,
-                   help="denoising steps per frame (default 20); 0: a motion predictor's mean alone")
+    p.add_argument("--steps", type=non_negative_int,
+                   help="denoising steps per frame (default: the model's own, sample_steps in its config); "
+                        "0: a layered model's composite alone")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
     p.add_argument("--temperature", type=non_negative_float,
                    help="scale of the noise each frame after the first starts from (default: the model's); "
@@ -318,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small sets: every part in a few minutes on 2 cores, to check a model while it trains")
     p.add_argument("--detector", help="I3D weights for FVD, as `vidm fvd` takes them (default: $VIDM_I3D; "
                                       "without either, FVD is skipped and the report says why)")
-    p.add_argument("--steps", type=positive_int, default=5,
-                   help="denoising steps per frame of the quality measures (default 5); speed uses the defaults")
+    p.add_argument("--steps", type=non_negative_int,
+                   help="denoising steps per frame of the quality measures (default: the model's own, sample_steps "
+                        "in its config); speed and memory use the defaults")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m", help="default dpmpp_2m")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (default 0)")
     p.add_argument("--threads", type=positive_int,

@@ -37,12 +37,6 @@ class UNetConfig:
     # Positional group norm: per-pixel scale/shift from sinusoidal row/column features.
     positional_norm: bool = True
     dropout: float = 0.0
-    # Reference attention (Tune-A-Video's sparse-causal attention, Animate Anyone's reference net): at these
-    # levels every block of the up path also attends to the tokens of clean reference latents (z_0, and
-    # z_{k-1} if the motion model says so), so an object's look can be fetched from a reference frame
-    # wherever it has moved. Needs reference_channels.
-    reference_levels: tuple[int, ...] = ()
-    reference_channels: int = 0  # channels of one reference latent; 0: no reference attention
 
 
 @dataclasses.dataclass
@@ -85,26 +79,23 @@ class MotionConfig:
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
     context_frames: int = 2  # K: previous latents the next frame is conditioned on
-    # Latents further back, z_{k-o} for each offset o (each > context_frames), on input channels after all
-    # others (a model warm-started without them begins by ignoring them). Two digits that cross look like one
-    # blob in the last K frames; a frame from before the crossing still says where each was going.
-    memory_offsets: tuple[int, ...] = ()
     # Frame index k enters as k / max_frames in training and sampling alike; later frames clamp.
     max_frames: int = 64
     # Conditioning noise augmentation: training draws a level in [0, max], sampling uses a fixed one.
     aug_max_level: float = 0.3
     aug_sample_level: float = 0.05
-    # Predictor plus residual (RVD, Yang et al. 2022): a deterministic network predicts the next latent's
-    # mean mu from z_0 and the context, trained by MSE; the diffusion model, also given mu, generates the
-    # residual (z_k - mu) / residual_scale. None: the diffusion model generates z_k itself.
-    predictor: UNetConfig | None = None
+    # A layered model (`layers`) generates the residual from its mean mu, (z_k - mu) / residual_scale (RVD,
+    # Yang et al. 2022).
     residual_scale: float = 0.5
     # Scales the noise each frame's sampling starts from (the default of `temperature` in the pipeline and
-    # the CLI). Below 1 keeps a frame nearer the predictor's mean: fewer invented strokes to compound into
+    # the CLI). Below 1 keeps a frame nearer a layered model's mean: fewer invented strokes to compound into
     # another shape, at some loss of variety; 0 is the deterministic path from zero noise.
     sample_temperature: float = 1.0
-    # The predictor's kind: a UNet (`predictor` above) or layers (this). With layers, the mean is the
-    # encoded composite of the moved layers; a model has one kind or none.
+    # Steps per frame when the caller gives none; a layered model's composite needs none, 0 samples the
+    # composite alone.
+    sample_steps: int = 20
+    # The layered predictor: z_k's mean mu is the encoded composite of the moved layers. None: the diffusion
+    # model generates z_k itself.
     layers: LayersConfig | None = None
 
 
@@ -117,6 +108,7 @@ def from_dict(cls: type[T], data: dict) -> T:
     if not isinstance(data, dict):
         raise VidmError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data = without_retired(cls, data)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise VidmError(f"{cls.__name__}: unknown keys {unknown}")
@@ -130,6 +122,23 @@ def from_dict(cls: type[T], data: dict) -> T:
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+# Options of the deleted UNet-predictor motion design (a predictor UNet, memory latents, reference attention):
+# model folders saved before then hold them switched off, and load as they did.
+RETIRED = {"UNetConfig": {"reference_levels": (), "reference_channels": 0},
+           "MotionConfig": {"predictor": None, "memory_offsets": ()}}
+
+
+def without_retired(cls: type, data: dict) -> dict:
+    """`data` without the retired options it holds switched off; one switched on is a clear error."""
+    retired = RETIRED.get(cls.__name__, {})
+    for name in sorted(set(data) & set(retired)):
+        value = data[name]
+        if (tuple(value) if isinstance(value, list) else value) != retired[name]:
+            raise VidmError(f"{cls.__name__}: {name} is an option of the deleted UNet-predictor motion model, "
+                            "which this version cannot load")
+    return {k: v for k, v in data.items() if k not in retired}
 
 
 _CONFIG_TYPES = {

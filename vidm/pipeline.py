@@ -138,25 +138,26 @@ class VIDMPipeline:
             return self.vae.encode(self.fit_frames(frames) * 2 - 1)
 
     def stream(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
-               num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None, seed: int | None = None,
-               labels=None, output_type: str = "np", progress: bool = False,
+               num_inference_steps: int | None = None, sampler: str = "dpmpp_2m", generator=None,
+               seed: int | None = None, labels=None, output_type: str = "np", progress: bool = False,
                content_steps: int | None = None, temperature: float | None = None,
                content_sampler: str = CONTENT_SAMPLER) -> Iterator:
         """Yields the video one time step at a time: (B, H, W, 3) uint8, or (B, c, h, w) latents.
 
-        Memory stays flat however long the video: only z_0 and the last max(context_offsets) latents are kept.
+        Memory stays flat however long the video: only z_0 and the last K (context_frames) latents are kept.
         With `context` (a clip), yields `num_frames` new frames that continue it; otherwise yields
         `num_frames` frames starting with the first frame (generated, or the given `first_frame`).
-        `num_inference_steps` is per frame; `content_steps` (default: the same) is for the generated first
-        frame alone, which is made once per video and, unlike the next ones, from nothing but noise;
+        `num_inference_steps` is per frame (default: the motion model's sample_steps; 0 gives a layered
+        model's composite alone); `content_steps` (default: the same) is for the generated first frame
+        alone, which is made once per video and, unlike the next ones, from nothing but noise;
         `content_sampler` draws it (default ancestral "ddpm", see CONTENT_SAMPLER), `sampler` the next ones.
         `temperature` scales the noise each next frame starts from (default: the motion model's
-        sample_temperature); below 1 keeps frames nearer the predictor's mean.
+        sample_temperature); below 1 keeps frames nearer a layered model's mean.
         Bad arguments raise here, before the first frame is asked for.
         """
         _check_output_type(output_type)
-        self._check(num_videos, num_frames, num_inference_steps,
-                    self._content_steps(num_inference_steps, content_steps), temperature)
+        steps = self.steps_per_frame(num_inference_steps)
+        self._check(num_videos, num_frames, self._content_steps(steps, content_steps), temperature)
         get_sampler(sampler)
         get_sampler(content_sampler)
         return self._frames(self._latents(num_videos, num_frames, first_frame, context, num_inference_steps,
@@ -173,7 +174,7 @@ class VIDMPipeline:
             yield frame.numpy() if output_type == "np" else frame
 
     def __call__(self, num_videos: int = 1, num_frames: int = 16, first_frame=None, context=None,
-                 num_inference_steps: int = 20, sampler: str = "dpmpp_2m", generator=None,
+                 num_inference_steps: int | None = None, sampler: str = "dpmpp_2m", generator=None,
                  seed: int | None = None, labels=None, output_type: str = "np",
                  progress: bool = False, content_steps: int | None = None,
                  temperature: float | None = None, content_sampler: str = CONTENT_SAMPLER) -> VIDMPipelineOutput:
@@ -189,25 +190,30 @@ class VIDMPipeline:
             frames = to_uint8(self.vae.decode(latents)).cpu()  # (B, T, H, W, 3)
         return VIDMPipelineOutput(frames.numpy() if output_type == "np" else frames)
 
+    def steps_per_frame(self, num_inference_steps: int | None = None) -> int:
+        """The motion model's denoising steps per frame: as given, else its config's sample_steps."""
+        steps = self.motion.config.sample_steps if num_inference_steps is None else num_inference_steps
+        if not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise VidmError(f"num_inference_steps must be a positive integer, got {steps!r}")
+        if steps == 0 and self.motion.layers is None:
+            raise VidmError("num_inference_steps must be at least 1 for a motion model without layers (0 gives a "
+                            "layered model's composite alone)")
+        return int(steps)
+
     @staticmethod
     def _content_steps(steps, content_steps):
-        """The first frame's steps: as given, else those of the next frames (20 when those are 0, the
-        motion predictor's mean, which the content model does not have)."""
+        """The first frame's steps: as given, else those of the next frames (20 when those are 0, a layered
+        model's composite, which the content model does not have)."""
         return (steps or 20) if content_steps is None else content_steps
 
-    def _check(self, num_videos, num_frames, steps, content_steps, temperature=None):
+    @staticmethod
+    def _check(num_videos, num_frames, content_steps, temperature=None):
         if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
                                         or not temperature >= 0):
             raise VidmError(f"temperature must be a number of at least 0, got {temperature!r}")
-        for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("num_inference_steps", steps),
-                            ("content_steps", content_steps)):
-            if not isinstance(value, (int, np.integer)) or value < 0:
+        for name, value in (("num_videos", num_videos), ("num_frames", num_frames), ("content_steps", content_steps)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
                 raise VidmError(f"{name} must be a positive integer, got {value!r}")
-            if value == 0 and name != "num_inference_steps":
-                raise VidmError(f"{name} must be a positive integer, got 0")
-            if value == 0 and self.motion.predictor is None and self.motion.layers is None:
-                raise VidmError("num_inference_steps must be a positive integer, got 0 (0, the predictor's "
-                                "mean alone, needs a motion model with a predictor)")
 
     def _as_batch(self, frames, num_videos: int, ndim: int, name: str) -> np.ndarray:
         """An image (H, W, C) or clip (T, H, W, C), or a batch of them, as a batch of num_videos."""
@@ -229,8 +235,9 @@ class VIDMPipeline:
     def _latents(self, num_videos, num_frames, first_frame, context, steps, sampler_name, generator, seed,
                  labels, progress, content_steps=None, temperature=None,
                  content_sampler: str = CONTENT_SAMPLER) -> Iterator[torch.Tensor]:
+        steps = self.steps_per_frame(steps)
         content_steps = self._content_steps(steps, content_steps)
-        self._check(num_videos, num_frames, steps, content_steps, temperature)
+        self._check(num_videos, num_frames, content_steps, temperature)
         sampler, first_sampler = get_sampler(sampler_name), get_sampler(content_sampler)
         gens = make_generators(num_videos, seed, generator)
         num_classes = self.content.config.unet.num_classes
@@ -240,7 +247,6 @@ class VIDMPipeline:
             labels = torch.as_tensor(labels, device=self.device).long().expand(num_videos)
             if num_classes == 0 or labels.min() < 0 or labels.max() >= num_classes:
                 raise VidmError(f"labels must lie in [0, {num_classes}) for this model")
-        offsets = self.motion.context_offsets
         shape = (num_videos, *self.vae.latent_shape())
         device = self.device
         bar = tqdm(total=(num_frames - 1) * steps + (steps if context is not None else content_steps),
@@ -267,14 +273,14 @@ class VIDMPipeline:
         # The temperature scales the layers' motion noise as it scales the residual's: 0.3 against 1 took the
         # composite's 10 -> 10 MSE from 141 to 118 (docs/experiments.md).
         motion_temperature = self.motion.config.sample_temperature if temperature is None else temperature
-        # The last L latents, oldest first (before frame 0: frame 0, as training clamps), so that
-        # history[-o] is z_{k-o}; memory stays flat in the video's length.
-        L = max(offsets)
-        history = [past[0]] * max(L - len(past), 0) + past[-L:]
+        # The last K latents, oldest first (before frame 0: frame 0, as training clamps); memory stays flat in
+        # the video's length.
+        K = self.motion.config.context_frames
+        history = [past[0]] * max(K - len(past), 0) + past[-K:]
 
         for k in range(start, end):
             index = torch.full((num_videos,), k, device=device, dtype=torch.long)
-            context_latents = torch.stack([history[-o] for o in offsets], dim=1)  # (B, K + M, c, h, w)
+            context_latents = torch.stack(history, dim=1)  # (B, K, c, h, w)
             mean = None
             if layers is not None:  # the layers move on; their composite is the mean the residual corrects
                 mean = self.vae.encode(layers.step(gens, motion_temperature) * 2 - 1)

@@ -28,7 +28,6 @@ from .config import from_dict, load_json
 from .data.sources import DataConfig, open_source
 from .errors import VidmError
 from .layer_stage import LayerStage
-from .motion_model import context_offsets
 from .precision import resolve as resolve_precision
 
 STAGE_KINDS = {"vae": "autoencoder", "content": "content", "motion": "motion"}
@@ -65,9 +64,6 @@ class TrainConfig:
     # The ramp is 1 - (1 + step)^-power, capped at ema_decay: 3/4 reaches 0.999 at 10,000 steps, timm's
     # default 2/3 only at 31,600 (so a 13,000-step run ended at 0.998).
     ema_warmup_power: float = 0.75
-    # Motion only: the share of each batch trained on frame 1 from frame 0 alone (else k is uniform over the
-    # clip). That first step, with no motion in its context, is the one where most digits lose identity.
-    first_step_share: float = 0.0
     kl_weight: float = 1e-4  # vae only
     # VAE only, a shift-equivariant latent (vidm.equivariance): on random circular shifts of -7..7 px, the
     # latent shifted by s / 4 must decode to the shifted frame (L1, decoder term) and equal the latent of
@@ -117,8 +113,6 @@ def load_train_config(path: str) -> TrainConfig:
         raise VidmError(f"{path}: decay_steps must be at least 0, got {cfg.decay_steps}")
     if cfg.decay_steps and cfg.lr_schedule != "cosine":
         raise VidmError(f"{path}: decay_steps needs lr_schedule cosine (a constant rate has no decay)")
-    if not 0 <= cfg.first_step_share <= 1:
-        raise VidmError(f"{path}: first_step_share must be in [0, 1], got {cfg.first_step_share}")
     if cfg.snapshot_every % cfg.save_every:
         raise VidmError(f"{path}: snapshot_every must be a multiple of save_every ({cfg.save_every})")
     if cfg.stage not in STAGE_KINDS:
@@ -224,7 +218,6 @@ class MotionStage:
         self.latents = latent_cache(cfg, device)
         self.size = self.latents.shape[0]
         self.device, self.model_cfg = device, model.config
-        self.first_step_share = cfg.first_step_share
         self.steps = model.diffusion.num_train_steps
         self.layers = None
         if model.layers is not None:
@@ -240,15 +233,11 @@ class MotionStage:
 
     def draw(self, batch: int, g: torch.Generator) -> dict:
         shape = self.latents.shape[2:]
-        n_context = len(context_offsets(self.model_cfg))  # the context latents: recent frames and memory
-        k = torch.randint(1, self.latents.shape[1], (batch,), generator=g)
-        if self.first_step_share:  # only then an extra draw: a share-0 run draws what earlier runs drew
-            k = torch.where(torch.rand((batch,), generator=g) < self.first_step_share, 1, k)
-        draws = {"k": k,
+        draws = {"k": torch.randint(1, self.latents.shape[1], (batch,), generator=g),
                  "t": torch.randint(0, self.steps, (batch,), generator=g),
                  "noise": torch.randn((batch, *shape), generator=g),
                  "aug_level": torch.rand((batch,), generator=g) * self.model_cfg.aug_max_level,
-                 "aug_noise": torch.randn((batch, n_context, *shape), generator=g)}
+                 "aug_noise": torch.randn((batch, self.model_cfg.context_frames, *shape), generator=g)}
         if self.layers is not None:
             draws |= self.layers.draw(batch, g)
         return draws
@@ -256,7 +245,7 @@ class MotionStage:
     def loss(self, model, indices, draws):
         k = draws["k"]
         videos = torch.as_tensor(indices)
-        first, target, context = select_frames(self.latents, videos, k, context_offsets(self.model_cfg))
+        first, target, context = select_frames(self.latents, videos, k, self.model_cfg.context_frames)
         d = {n: v.to(self.device) for n, v in draws.items()}
         first, target, context = first.to(self.device), target.to(self.device), context.to(self.device)
         labels = take_labels(self.labels, indices, self.device)
@@ -268,14 +257,13 @@ class MotionStage:
                           labels, mean=mean) + motion_loss
 
 
-def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, offsets):
-    """First latent, latent k and the context latents k - o for each offset o (clamped at frame 0, as in
-    sampling), per video; an int K as offsets means the K frames just before k, oldest first."""
-    back = torch.arange(offsets, 0, -1) if isinstance(offsets, int) else torch.as_tensor(offsets)
-    ctx_index = (k[:, None] - back[None]).clamp(min=0)  # (B, len(offsets))
+def select_frames(latents: torch.Tensor, videos: torch.Tensor, k: torch.Tensor, context_frames: int):
+    """First latent, latent k and the `context_frames` latents just before k, oldest first (clamped at frame
+    0, as in sampling), per video."""
+    ctx_index = (k[:, None] - torch.arange(context_frames, 0, -1)[None]).clamp(min=0)  # (B, K)
     first = latents[videos, 0]
     target = latents[videos, k]
-    context = latents[videos[:, None], ctx_index]  # (B, len(offsets), c, h, w)
+    context = latents[videos[:, None], ctx_index]  # (B, K, c, h, w)
     return first.float(), target.float(), context.float()
 
 
@@ -356,15 +344,11 @@ def measure_scale_factor(vae: Autoencoder, stage: VAEStage, device, num_frames: 
 def warm_start(model: torch.nn.Module, folder: str, kind: str) -> list[str]:
     """Copies the weights of the model folder into `model`; returns the names of the new model's own.
 
-    Every weight of the folder must exist in `model` with the same shape, or with input channels added at
-    the end (they start at zero, so the new input is ignored at first); weights only `model` has keep their
+    Every weight of the folder must exist in `model` with the same shape; weights only `model` has keep their
     initialisation (the new layers). Anything else is a one-line VidmError.
     """
     source = load_model(folder, kind).state_dict()
     own = model.state_dict()
-    grown = [k for k, v in source.items() if k in own and grows_inputs(v, own[k])]
-    for k in grown:  # a layer given a new input (e.g. a conditioning latent): old weights, zeros for the new
-        source[k] = torch.cat([source[k], torch.zeros_like(own[k][:, source[k].shape[1]:])], dim=1)
     # Only the folder's weights must fit: those the new model adds may be missing from it.
     mismatch = state_dict_mismatch({k: v for k, v in own.items() if k in source}, source)
     if mismatch:
@@ -372,15 +356,8 @@ def warm_start(model: torch.nn.Module, folder: str, kind: str) -> list[str]:
     model.load_state_dict(source, strict=False)
     new = sorted(set(own) - set(source))
     if dist.is_main():
-        print(f"init_from {folder}: {len(source)} tensors loaded ({len(grown)} with new zero inputs), "
-              f"{len(new)} new", flush=True)
+        print(f"init_from {folder}: {len(source)} tensors loaded, {len(new)} new", flush=True)
     return new
-
-
-def grows_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
-    """Whether `new` is the conv/linear weight `old` with input channels added at the end (dim 1)."""
-    return (old.dim() >= 2 and old.dim() == new.dim() and old.shape[1] < new.shape[1]
-            and old.shape[:1] + old.shape[2:] == new.shape[:1] + new.shape[2:])
 
 
 def continue_run(model, ema, folder: str, kind: str) -> dict:

@@ -130,82 +130,10 @@ class Attention(nn.Module):
         return x + self.out(rearrange(o, "b n (h w) c -> b (n c) h w", h=h, w=w))
 
 
-class ReferenceBlock(nn.Module):
-    """A plain residual conv block for the reference encoder (clean latents: no time to modulate by)."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.body = nn.Sequential(nn.GroupNorm(num_groups(cin), cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
-                                  nn.GroupNorm(num_groups(cout), cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, padding=1))
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x):
-        return self.skip(x) + self.body(x)
-
-
-class ReferenceEncoder(nn.Module):
-    """Clean reference latents (B, R, c, h, w) -> tokens per UNet level, (B, R * h_l * w_l, C_l).
-
-    The row/column features go in with the latent, so a token says what is where; a learned embedding per
-    reference slot says which frame it came from (z_0, or z_{k-1}).
-    """
-
-    def __init__(self, cfg: UNetConfig, num_references: int):
-        super().__init__()
-        ch, top = cfg.channels, max(cfg.reference_levels)
-        self.levels = sorted(cfg.reference_levels)
-        self.conv_in = nn.Conv2d(cfg.reference_channels + 4 * POS_FREQS, ch[0], 3, padding=1)
-        self.blocks = nn.ModuleList()
-        cur = ch[0]
-        for level in range(top + 1):
-            down = nn.Conv2d(cur, cur, 3, stride=2, padding=1) if level > 0 else nn.Identity()
-            self.blocks.append(nn.Sequential(down, ReferenceBlock(cur, ch[level])))
-            cur = ch[level]
-        self.slots = nn.ParameterList([nn.Parameter(torch.zeros(num_references, ch[level])) for level in self.levels])
-
-    def forward(self, refs: torch.Tensor) -> dict[int, torch.Tensor]:
-        b, r = refs.shape[:2]
-        x = rearrange(refs, "b r c h w -> (b r) c h w")
-        pos = coordinate_features(*x.shape[-2:], x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
-        h = self.conv_in(torch.cat([x, pos], dim=1))
-        tokens = {}
-        for level, block in enumerate(self.blocks):
-            h = block(h)
-            if level in self.levels:
-                t = rearrange(h, "(b r) c h w -> b r (h w) c", b=b, r=r)
-                t = t + self.slots[self.levels.index(level)][None, :, None, :]
-                tokens[level] = rearrange(t, "b r n c -> b (r n) c")
-        return tokens
-
-
-class ReferenceAttention(nn.Module):
-    """Cross-attention from a feature map's pixels to reference tokens; zero-initialised output, so a block
-    added to a trained network starts as the identity."""
-
-    def __init__(self, channels: int, heads: int, level: int):
-        super().__init__()
-        self.heads, self.level = heads, level
-        self.norm = nn.GroupNorm(num_groups(channels), channels)
-        self.norm_ref = nn.LayerNorm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.kv = nn.Linear(channels, 2 * channels)
-        self.out = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x, reference: dict[int, torch.Tensor]):
-        h, w = x.shape[-2:]
-        q = rearrange(self.q(self.norm(x)), "b (n c) h w -> b n (h w) c", n=self.heads)
-        k, v = rearrange(self.kv(self.norm_ref(reference[self.level])), "b m (two n c) -> two b n m c",
-                         two=2, n=self.heads)
-        o = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(rearrange(o, "b n (h w) c -> b (n c) h w", h=h, w=w))
-
-
 class UNet(nn.Module):
     """ADM-style UNet: input = noisy latent with conditioning latents concatenated on channels."""
 
-    def __init__(self, cfg: UNetConfig, num_scalars: int = 1, num_references: int = 0):
+    def __init__(self, cfg: UNetConfig, num_scalars: int = 1):
         super().__init__()
         self.config = cfg
         self.num_scalars = num_scalars  # diffusion time first, then model-specific scalars
@@ -215,18 +143,7 @@ class UNet(nn.Module):
         block = lambda cin, cout: ResBlock(cin, cout, e, cfg.positional_norm, cfg.dropout)  # noqa: E731
 
         ch = cfg.channels
-        if cfg.reference_levels and not (cfg.reference_channels and num_references):
-            raise ValueError("reference_levels need reference_channels and a model that passes references")
-        if any(not 0 <= level < len(ch) for level in cfg.reference_levels):
-            raise ValueError(f"reference_levels {cfg.reference_levels} outside the {len(ch)} levels")
-        self.reference_encoder = ReferenceEncoder(cfg, num_references) if cfg.reference_levels else None
-
-        def attention(c: int, level: int, up: bool) -> list[nn.Module]:
-            layers = [Attention(c, cfg.heads)] if level in cfg.attention_levels else []
-            # Reference attention in the up path only, where the output is formed: at the latent
-            # resolution it is the costliest layer of the network (every pixel against every reference pixel).
-            reference = up and level in cfg.reference_levels
-            return layers + ([ReferenceAttention(c, cfg.heads, level)] if reference else [])
+        attention = lambda c, level: [Attention(c, cfg.heads)] if level in cfg.attention_levels else []  # noqa: E731
 
         self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -234,7 +151,7 @@ class UNet(nn.Module):
         cur = ch[0]
         for level, c in enumerate(ch):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(nn.ModuleList([block(cur, c), *attention(c, level, up=False)]))
+                self.down.append(nn.ModuleList([block(cur, c), *attention(c, level)]))
                 cur = c
                 skips.append(cur)
             if level < len(ch) - 1:
@@ -245,7 +162,7 @@ class UNet(nn.Module):
         for level in reversed(range(len(ch))):
             c = ch[level]
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(nn.ModuleList([block(cur + skips.pop(), c), *attention(c, level, up=True)]))
+                self.up.append(nn.ModuleList([block(cur + skips.pop(), c), *attention(c, level)]))
                 cur = c
             if level > 0:
                 self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
@@ -266,21 +183,12 @@ class UNet(nn.Module):
             emb = emb + self.label_embed(labels)
         return emb
 
-    def encode_reference(self, refs: torch.Tensor) -> dict[int, torch.Tensor] | None:
-        """Clean reference latents (B, R, c, h, w) -> tokens per level; once per frame, reused by every step."""
-        return None if self.reference_encoder is None else self.reference_encoder(refs)
-
     def forward(self, x: torch.Tensor, scalars: torch.Tensor, cond: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, reference: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """x (B, c, h, w); scalars (B, num_scalars); cond (B, cond_channels, h, w) or None;
-        reference: encode_reference's tokens, needed when the config has reference_levels."""
-        if self.reference_encoder is not None and reference is None:
-            raise ValueError("this UNet has reference attention: pass reference=encode_reference(...)")
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, c, h, w); scalars (B, num_scalars); cond (B, cond_channels, h, w) or None."""
         emb = self.embedding(scalars, labels)
 
         def apply(layer, h):
-            if isinstance(layer, ReferenceAttention):
-                return layer(h, reference)
             return layer(h, emb) if isinstance(layer, (ResBlock, Attention)) else layer(h)
 
         if cond is not None:

@@ -26,7 +26,7 @@ class Sizes:
     speed_frames: int  # frames per timed video
     speed_min_seconds: float  # timed runs repeat until they took this long (median reported)
     memory_lengths: tuple[int, ...]  # frames streamed, one fresh process each
-    memory_steps: int | None  # steps per frame while streaming (None: the model's default)
+    memory_steps: int | None  # most steps per frame while streaming (None: the model's default)
 
 
 FULL = Sizes(prediction=1000, identity=128, accuracy_videos=500, first_frames=512, frechet=256, fvd=2048,

@@ -22,8 +22,8 @@ def gray(frames: np.ndarray) -> np.ndarray:
 
 def predict(pipe, clips: np.ndarray, future: int, sampler: str, steps: int, seed: int, batch: int,
             log: Callable[[str], None] | None = None) -> np.ndarray:
-    """uint8 clips (N, Tc, H, W) -> the `future` frames after each, uint8 (N, future, H, W); steps 0: the
-    motion predictor's mean."""
+    """uint8 clips (N, Tc, H, W) -> the `future` frames after each, uint8 (N, future, H, W); steps 0: a
+    layered model's composite alone."""
     out = np.empty((len(clips), future, *clips.shape[2:]), dtype=np.uint8)
     for lo, hi in batches(len(clips), batch):
         frames = pipe(num_videos=hi - lo, num_frames=future, context=clips[lo:hi, ..., None],

@@ -101,8 +101,10 @@ def in_fresh_process(model_dir: Path, frames: int, steps: int, sampler: str, see
 def measure(bench) -> Section:
     from .speed import default_settings
 
-    settings = default_settings()
-    steps = bench.sizes.memory_steps or settings["steps"]
+    settings = default_settings(bench.pipe)
+    steps = settings["steps"]
+    if bench.sizes.memory_steps is not None:  # a cap: a layered model's default, 0, is below a quick run's 2
+        steps = min(steps, bench.sizes.memory_steps)
     rows = []
     for frames in bench.sizes.memory_lengths:
         bench.log(f"memory: streaming {frames} frames in a fresh process ({settings['sampler']} x {steps})")

@@ -18,10 +18,10 @@ BATCHES = (1, 16)
 MAX_RUNS = 3
 
 
-def default_settings() -> dict:
+def default_settings(pipe: VIDMPipeline) -> dict:
     """What `vidm generate` and the pipeline use when nothing is given."""
     params = inspect.signature(VIDMPipeline.__call__).parameters
-    return {"sampler": params["sampler"].default, "steps": params["num_inference_steps"].default,
+    return {"sampler": params["sampler"].default, "steps": pipe.steps_per_frame(),
             "content_sampler": CONTENT_SAMPLER, "content_steps": CONTENT_STEPS, "temperature": "the model's"}
 
 
@@ -46,7 +46,7 @@ def measure(bench) -> Section:
     for batch in BATCHES:
         bench.log(f"speed: batch {batch}, {frames} frames")
         rows.append(time_generation(bench.pipe, batch, frames, bench.seed, bench.sizes.speed_min_seconds))
-    settings = default_settings()
+    settings = default_settings(bench.pipe)
     results = {"settings": settings, "resolution": bench.pipe.resolution, "device": str(bench.device),
                "threads": bench.threads, "rows": rows}
     text = (f"{frames}-frame videos at {bench.pipe.resolution}x{bench.pipe.resolution} with the default settings "

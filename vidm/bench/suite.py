@@ -53,10 +53,11 @@ def load_detector(path: str | None, device):
 
 
 def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset: str = MOVING_MNIST,
-        quick: bool = False, detector: str | None = None, steps: int = 5, sampler: str = "dpmpp_2m", seed: int = 0,
-        device: str | None = None, threads: int | None = None, sizes: Sizes | None = None,
+        quick: bool = False, detector: str | None = None, steps: int | None = None, sampler: str = "dpmpp_2m",
+        seed: int = 0, device: str | None = None, threads: int | None = None, sizes: Sizes | None = None,
         command: str | None = None) -> Path:
-    """Measures a model folder and writes its report folder `out` (or NAME.md and NAME/); returns `out`."""
+    """Measures a model folder and writes its report folder `out` (or NAME.md and NAME/); returns `out`.
+    `steps` per frame of the quality measures default to the model's own (its motion config's sample_steps)."""
     from . import provenance
     from ..pipeline import VIDMPipeline
     from ..sampling import get_sampler
@@ -79,6 +80,7 @@ def run(out: str | os.PathLike, model: str | os.PathLike | None = None, dataset:
         model = default_model_dir()
     model_dir = Path(model)
     pipe = VIDMPipeline.from_pretrained(model_dir, device=device)
+    steps = pipe.steps_per_frame(steps)
     data = resolve(dataset, pipe.resolution)
     i3d = load_detector(detector, device)
     sizes = sizes or (QUICK if quick else FULL)
