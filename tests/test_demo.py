@@ -15,6 +15,16 @@ from conftest import demo_requirement
 LIMITS = Limits(max_videos=2, max_frames=8, max_steps=4)
 
 
+def test_zero_steps_pass_the_limits_and_a_plain_model_refuses_them_by_name(demo):
+    assert check_request(LIMITS, 1, 2, 0, "ddim", 0).steps == 0  # a layered model's composite alone
+    import gradio as gr
+    updates = []
+    with pytest.raises(gr.Error):
+        for update in demo.from_scratch(1, 2, 0, "ddim", 0):
+            updates.append(update)
+    assert "at least 1 for a motion model without layers" in updates[-1]["status"]
+
+
 def test_requests_within_the_limits_pass_and_sliders_floats_become_ints():
     request = check_request(LIMITS, 2.0, 8.0, 4, "ddim", 3.0)
     assert (request.num_videos, request.frames, request.steps, request.sampler, request.seed) == (2, 8, 4, "ddim", 3)

@@ -108,14 +108,15 @@ class Demo:
                "player": str(result.player), "sheet": str(result.sheet), "files": [str(p) for p in result.videos]}
 
 
-def settings(limits: Limits, tab: str, frames_label: str = "frames") -> list:
-    """The sliders and fields every tab shares, with the server's limits as their maxima."""
+def settings(limits: Limits, tab: str, steps_value: int, frames_label: str = "frames") -> list:
+    """The sliders and fields every tab shares, with the server's limits as their maxima; the steps slider
+    starts at the model's own steps per frame."""
     with gr.Row():
         videos = gr.Slider(1, limits.max_videos, value=min(2, limits.max_videos), step=1, label="videos",
                            elem_id=f"{tab}-videos")
         frames = gr.Slider(1, limits.max_frames, value=min(32, limits.max_frames), step=1, label=frames_label,
                            elem_id=f"{tab}-frames")
-        steps = gr.Slider(1, limits.max_steps, value=min(20, limits.max_steps), step=1, label="steps per frame",
+        steps = gr.Slider(0, limits.max_steps, value=steps_value, step=1, label="steps per frame",
                           elem_id=f"{tab}-steps")
     with gr.Row():
         sampler = gr.Dropdown(sorted(SAMPLERS), value="dpmpp_2m", label="sampler", elem_id=f"{tab}-sampler")
@@ -127,6 +128,7 @@ def settings(limits: Limits, tab: str, frames_label: str = "frames") -> list:
 def build(pipe: VIDMPipeline, limits: Limits, outputs: Path, model_name: str = "") -> gr.Blocks:
     """The page; `outputs` is the folder for results, which the caller removes."""
     demo = Demo(pipe, limits, outputs)
+    steps = min(pipe.steps_per_frame(), limits.max_steps)  # the model's own (0 for a layered model)
     with gr.Blocks(title="vidm demo", analytics_enabled=False) as app:
         model = f"the model {html.escape(model_name)}" if model_name else "a video diffusion model"
         gr.Markdown(f"# vidm demo\nVideos of {pipe.resolution} x {pipe.resolution} pixels from {model}, made frame "
@@ -134,17 +136,17 @@ def build(pipe: VIDMPipeline, limits: Limits, outputs: Path, model_name: str = "
                     f"{limits.max_steps} steps per frame; one request at a time.")
         with gr.Tabs():
             with gr.Tab("From scratch"):
-                scratch = settings(limits, "scratch")
+                scratch = settings(limits, "scratch", steps)
                 scratch_go = gr.Button("Generate", variant="primary", elem_id="generate-scratch")
             with gr.Tab("From an image"):
                 image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                  label="first frame (any image: scaled to fit, center-cropped)", elem_id="image-input")
-                from_image = settings(limits, "image")
+                from_image = settings(limits, "image", steps)
                 image_go = gr.Button("Generate", variant="primary", elem_id="generate-image")
             with gr.Tab("Extend a clip"):
                 clip = gr.File(file_types=CLIP_SUFFIXES, label=f"a clip ({', '.join(CLIP_SUFFIXES)})",
                                elem_id="clip-input")
-                extend = settings(limits, "extend", "frames to add")
+                extend = settings(limits, "extend", steps, "frames to add")
                 extend_go = gr.Button("Generate", variant="primary", elem_id="generate-extend")
         status = gr.Markdown("Choose a way in and press Generate.", elem_id="status")
         with gr.Row():

@@ -69,7 +69,8 @@ def check_request(limits: Limits, num_videos, frames, steps, sampler, seed) -> R
         raise VidmError(f"unknown sampler {sampler!r}: choose from {', '.join(sorted(SAMPLERS))}")
     return Request(num_videos=whole_number("videos", num_videos, 1, limits.max_videos, "--max-videos"),
                    frames=whole_number("frames", frames, 1, limits.max_frames, "--max-frames"),
-                   steps=whole_number("steps", steps, 1, limits.max_steps, "--max-steps"),
+                   # 0: a layered model's composite alone (the pipeline refuses it for a plain model)
+                   steps=whole_number("steps", steps, 0, limits.max_steps, "--max-steps"),
                    sampler=sampler,
                    seed=whole_number("seed", seed, 0, 2**31 - 1))
 
