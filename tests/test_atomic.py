@@ -22,3 +22,15 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_file_written_private_gets_the_mode_of_a_new_file(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "w.bin") as tmp:
+            tmp.write_bytes(b"x")
+            tmp.chmod(0o600)  # as safetensors' save_file leaves its file
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o644
