@@ -13,7 +13,7 @@ import numpy as np
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS
 from .digit_classifier import digit_sets
 from .generate import generate
-from .report import Section, markdown_table, pyplot, save_montage
+from .report import Section, markdown_table, per_frame, pyplot, save_montage
 
 FRAMES, DATA_SEED, BATCH = 64, 5, 32
 INK = 128  # a pixel holds ink above this
@@ -104,7 +104,7 @@ def table(r: dict, bench) -> str:
                     + [f"{s['kept_at'][f'frame_{t}']:.0%}" for t in at]
                     + [f"{s['frames_keeping_half_the_ink']:.0%}", f"{s['frame0_digits']['2']:.0%}"])
     text = (f"Share of videos whose frame shows exactly the digits the classifier reads in their frame 0 "
-            f"(real: {r['real_videos']}; generated frames with {r['sampler']} x {r['steps']} steps, the first frame "
+            f"(real: {r['real_videos']}; generated frames {per_frame(r['sampler'], r['steps'])}, the first frame "
             f"from scratch with {r['first_frame_from_scratch']}).\n\n")
     return text + markdown_table(["videos keeping the digits of frame 0", f"mean over {r['frames']} frames"]
                                  + [f"frame {t + 1}" for t in at]

@@ -15,7 +15,7 @@ import numpy as np
 from ..fvd import DEFAULT_CACHE_DIR, compute_fvd, feature_stats, frechet_distance
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS
 from .generate import batches, generate
-from .report import Section, markdown_table
+from .report import Section, markdown_table, per_frame
 
 FRAMES, DATA_SEEDS, DETECTOR_SEED = 16, (2, 3), 0
 I3D_BATCH, GEN_BATCH = 8, 32
@@ -49,7 +49,7 @@ def distances(bench, detector, num: int, what: str) -> dict:
           for name, v in sets.items()}
     return {"videos_per_set": num, "frames": FRAMES, "detector": detector.name,
             "reference": data.name(FRAMES, DATA_SEEDS[0], num), "second_test": data.name(FRAMES, DATA_SEEDS[1], num),
-            "generated": f"from scratch, {bench.sampler} x {bench.steps} steps per frame, the first frame "
+            "generated": f"from scratch, {per_frame(bench.sampler, bench.steps)} per frame, the first frame "
                          f"{CONTENT_SAMPLER} x {CONTENT_STEPS}; video i uses seed {bench.seed} + i",
             "generated_vs_test": fd["generated"], "real_vs_real_floor": fd["second_test"],
             "static_vs_test": fd["static"]}
@@ -100,7 +100,7 @@ def prepared_fvd_measure(bench) -> Section:
     text = (f"StyleGAN-V's fvd2048_16f{'' if n == 2048 else f' with {n} videos per set'}: "
             f"{r['real']['videos']} real videos of `{bench.dataset.folder}` (one random 16-frame clip each, "
             f"{r['real']['skipped_short']} shorter ones skipped) against {r['fake']['videos']} generated "
-            f"({bench.sampler} x {bench.steps} steps per frame), I3D `{r['detector']['file']}` "
+            f"({per_frame(bench.sampler, bench.steps)} per frame), I3D `{r['detector']['file']}` "
             f"(sha256 `{r['detector']['sha256']}`).\n\n")
     text += markdown_table(["", "FVD (lower is better)"], [[f"{r['fake']['videos']:,} videos per set", f"**{r['fvd']:.1f}**"]])
     return Section("fvd", "FVD", r, text)

@@ -14,7 +14,7 @@ from ..data.moving_mnist import MovingMNIST
 from ..identity import THRESHOLD, kept
 from ..metrics import mse_per_frame
 from .generate import predict
-from .report import Section, markdown_table
+from .report import Section, markdown_table, per_frame
 
 CONTEXT, FRAMES, DATA_SEED, BATCH = 10, 64, 5, 32
 AT = (10, 20, 40, 63)
@@ -58,6 +58,6 @@ def table(r: dict) -> str:
     rows = [[label] + [f"{r[k]['found_at'][f'frame_{t}']:.0%}" for t in at]
             + [f"{r[k]['mse_10_10']:.1f}" if "mse_10_10" in r[k] else "-"] for k, label in LABELS.items()]
     text = (f"Share of digits whose own 28x28 image is found (ZNCC >= {r['threshold']}) in the frame; frames "
-            f"0-{r['context'] - 1} are real ({r['real_videos']}; {r['sampler']} x {r['steps']} steps). The two "
+            f"0-{r['context'] - 1} are real ({r['real_videos']}; {per_frame(r['sampler'], r['steps'])}). The two "
             f"baselines are Moving MNIST's, not models.\n\n")
     return text + markdown_table(["digits found"] + [f"frame {t}" for t in at] + ["10 -> 10 MSE"], rows)

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import VidmError
 from .cpu_load import CpuMonitor, busy_note
-from .report import Section, markdown_table, pyplot
+from .report import Section, markdown_table, per_frame, pyplot
 
 MiB = 2 ** 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -115,7 +115,7 @@ def measure(bench) -> Section:
                         "one fresh process per length", "rows": rows,
                "growth_percent": 100 * (last["peak_rss_during_generation_mib"]
                                         / first["peak_rss_during_generation_mib"] - 1)}
-    text = (f"One video streamed frame by frame into an mp4 ({settings['sampler']} x {steps} steps per frame"
+    text = (f"One video streamed frame by frame into an mp4 ({per_frame(settings['sampler'], steps)} per frame"
             + (", fewer than the default: memory does not depend on them" if steps != settings["steps"] else "")
             + "), each length in a fresh process: the resident memory of the process, the model loaded, "
             "before and during generation.\n\n")

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..metrics import mse_per_frame, psnr, ssim
 from .generate import predict
-from .report import Section, markdown_table, pyplot, save_montage
+from .report import Section, markdown_table, per_frame, pyplot, save_montage
 
 CONTEXT, FUTURE, DATA_SEED = 10, 10, 1
 # For scale, not for ranking (another test set): OpenSTL's Moving MNIST 10 -> 10 benchmark
@@ -77,7 +77,7 @@ def table(r: dict, bench) -> str:
             continue
         m = r[key]
         change = "" if key == "copy_last" else f" ({m['mse']['mean'] / copy - 1:+.1%})"
-        label = LABELS[key] + (f", {bench.sampler} x {bench.steps}" if key == "sample" else "")
+        label = LABELS[key] + (f", {per_frame(bench.sampler, bench.steps)}" if key == "sample" else "")
         per = m["mse"]["per_frame"]
         rows.append([label, f"{m['mse']['mean']:.1f} ± {m['mse']['sem'] or 0:.1f}{change}",
                      f"{m['ssim']['mean']:.3f}", f"{m['psnr']['mean']:.2f}",

@@ -12,7 +12,7 @@ import time
 
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS, VIDMPipeline
 from .cpu_load import CpuMonitor, busy_note
-from .report import Section, markdown_table
+from .report import Section, markdown_table, per_frame
 
 BATCHES = (1, 16)
 MAX_RUNS = 3
@@ -50,7 +50,7 @@ def measure(bench) -> Section:
     results = {"settings": settings, "resolution": bench.pipe.resolution, "device": str(bench.device),
                "threads": bench.threads, "rows": rows}
     text = (f"{frames}-frame videos at {bench.pipe.resolution}x{bench.pipe.resolution} with the default settings "
-            f"({settings['sampler']} x {settings['steps']} steps per frame, the first frame "
+            f"({per_frame(settings['sampler'], settings['steps'])} per frame, the first frame "
             f"{settings['content_sampler']} x {settings['content_steps']}), end to end, on {bench.device} with "
             f"{bench.threads} thread{'s' if bench.threads > 1 else ''}; the median of up to {MAX_RUNS} runs.\n\n")
     text += markdown_table(["batch", "frames per second", "seconds per run", "runs"],
