@@ -144,7 +144,7 @@ def test_overlap_pixels_count_ink_both_digits_share():
 def test_cli_speed_reads_the_generate_line():
     from cli_speed import parse_generate_line
 
-    line = ("wrote 1 videos of 256 frames to out/ in 60.3 s (4.2 frames/s, dpmpp_2m, 20 steps per frame, "
+    line = ("wrote 1 videos of 256 frames to out/ in 60.3 s (4.2 frames/s, the layered composite (0 steps) per frame, "
             "first frame ddpm x 50 steps, seed 0, 1 thread)\n")
     assert parse_generate_line("loading\n" + line) == {"frames_per_second": 4.2, "threads": 1}
     with pytest.raises(ValueError, match="frames/s"):

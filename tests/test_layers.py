@@ -317,7 +317,7 @@ def test_a_layered_model_generates_and_extends_through_the_command_line(layered_
     capsys.readouterr()
     assert run("generate", "--model", layered_model, "--num-videos", 1, "--frames", 3, "--format", "png",
                "--out", tmp_path / "own", "--quiet") == 0
-    assert ", 0 steps per frame," in capsys.readouterr().out  # no --steps: the model's own sample_steps
+    assert ", the layered composite (0 steps) per frame," in capsys.readouterr().out  # no --steps: the model's own sample_steps
     clip = (draw(real_digits(3, 4), np.stack([[[5 + 3 * t, 5], [30, 30 - 3 * t]] for t in range(4)])) * 255)
     np.save(tmp_path / "clip.npy", clip.astype(np.uint8))
     assert run("extend", tmp_path / "clip.npy", "--model", layered_model, "--frames", 3, "--steps", 0, "--seed", 1,

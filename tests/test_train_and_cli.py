@@ -220,7 +220,7 @@ def test_generate_and_extend_take_the_models_own_steps_per_frame_by_default(trai
     capsys.readouterr()
     assert run("generate", "--model", model, "--num-videos", 1, "--frames", 3, "--format", "png", "--seed", 2,
                "--out", tmp_path / "g", "--quiet") == 0
-    assert ", 3 steps per frame," in capsys.readouterr().out
+    assert ", dpmpp_2m x 3 steps per frame," in capsys.readouterr().out
     pipe = VIDMPipeline.from_pretrained(model)
     expected = np.stack(list(pipe.stream(num_videos=1, num_frames=3, num_inference_steps=3, seed=2,
                                          content_steps=CONTENT_STEPS)), axis=1)[0]

@@ -105,6 +105,7 @@ def video_paths(out: Path, count: int, fmt: str, stem: str = "video") -> list[Pa
 def cmd_generate(args) -> None:
     import torch
 
+    from .sampling import per_frame
     from .video_io import read_image
 
     first = read_image(args.first_frame) if args.first_frame else None
@@ -121,8 +122,8 @@ def cmd_generate(args) -> None:
     first_steps = ("first frame given" if first is not None
                    else f"first frame {args.content_sampler} x {args.content_steps} steps")
     print(f"wrote {len(paths)} videos of {args.frames} frames to {out}/ in {took:.1f} s "
-          f"({args.num_videos * args.frames / took:.1f} frames/s, {args.sampler}, "
-          f"{pipe.steps_per_frame(args.steps)} steps per frame, "
+          f"({args.num_videos * args.frames / took:.1f} frames/s, "
+          f"{per_frame(args.sampler, pipe.steps_per_frame(args.steps))} per frame, "
           f"{first_steps}, seed {args.seed}, {torch.get_num_threads()} threads)")
 
 

@@ -148,3 +148,9 @@ def get_sampler(name: str):
     if name not in SAMPLERS:
         raise VidmError(f"unknown sampler {name!r}: choose from {', '.join(sorted(SAMPLERS))}")
     return SAMPLERS[name]
+
+
+def per_frame(sampler: str, steps: int) -> str:
+    """How each frame after the first is made, for messages and reports: at 0 steps a layered model's
+    composite, which no sampler touches."""
+    return "the layered composite (0 steps)" if steps == 0 else f"{sampler} x {steps} steps"

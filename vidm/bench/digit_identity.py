@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS
+from ..sampling import per_frame
 from .digit_classifier import digit_sets
 from .generate import generate
-from .report import Section, markdown_table, per_frame, pyplot, save_montage
+from .report import Section, markdown_table, pyplot, save_montage
 
 FRAMES, DATA_SEED, BATCH = 64, 5, 32
 INK = 128  # a pixel holds ink above this

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..fvd import DEFAULT_CACHE_DIR, compute_fvd, feature_stats, frechet_distance
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS
+from ..sampling import per_frame
 from .generate import batches, generate
-from .report import Section, markdown_table, per_frame
+from .report import Section, markdown_table
 
 FRAMES, DATA_SEEDS, DETECTOR_SEED = 16, (2, 3), 0
 I3D_BATCH, GEN_BATCH = 8, 32

@@ -13,8 +13,9 @@ from .. import baselines
 from ..data.moving_mnist import MovingMNIST
 from ..identity import THRESHOLD, kept
 from ..metrics import mse_per_frame
+from ..sampling import per_frame
 from .generate import predict
-from .report import Section, markdown_table, per_frame
+from .report import Section, markdown_table
 
 CONTEXT, FRAMES, DATA_SEED, BATCH = 10, 64, 5, 32
 AT = (10, 20, 40, 63)

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from ..errors import VidmError
+from ..sampling import per_frame
 from .cpu_load import CpuMonitor, busy_note
-from .report import Section, markdown_table, per_frame, pyplot
+from .report import Section, markdown_table, pyplot
 
 MiB = 2 ** 20
 PAGE = os.sysconf("SC_PAGE_SIZE")

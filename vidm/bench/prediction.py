@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import mse_per_frame, psnr, ssim
+from ..sampling import per_frame
 from .generate import predict
-from .report import Section, markdown_table, per_frame, pyplot, save_montage
+from .report import Section, markdown_table, pyplot, save_montage
 
 CONTEXT, FUTURE, DATA_SEED = 10, 10, 1
 # For scale, not for ranking (another test set): OpenSTL's Moving MNIST 10 -> 10 benchmark

@@ -36,12 +36,6 @@ class Section:
     plots: list[str] = dataclasses.field(default_factory=list)  # file names in the report folder
 
 
-def per_frame(sampler: str, steps: int) -> str:
-    """How each frame after the first was made, for the report's text: at 0 steps a layered model's
-    composite, which no sampler touches."""
-    return "the layered composite (0 steps)" if steps == 0 else f"{sampler} x {steps} steps"
-
-
 def jsonable(x):
     """numpy, paths and non-finite floats -> plain JSON values (NaN and inf -> null)."""
     if isinstance(x, dict):

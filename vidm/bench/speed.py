@@ -11,8 +11,9 @@ import statistics
 import time
 
 from ..pipeline import CONTENT_SAMPLER, CONTENT_STEPS, VIDMPipeline
+from ..sampling import per_frame
 from .cpu_load import CpuMonitor, busy_note
-from .report import Section, markdown_table, per_frame
+from .report import Section, markdown_table
 
 BATCHES = (1, 16)
 MAX_RUNS = 3
