@@ -9,6 +9,7 @@ makes (cache/layers-*.npz in the config's `out`).
 
     python eval/motion_probe.py --lr 1e-3 --minutes 4                 # the shipped design
     python eval/motion_probe.py --lr 1e-3 --minutes 4 --no-centre     # without the layers' centre of mass
+    python eval/motion_probe.py --model checkpoints/moving-mnist-64/motion   # a trained model's MLP, same measure
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 import common  # noqa: F401  (puts the source checkout on sys.path, as for every script here)
+from vidm.checkpoint import load_model
 from vidm.config import LayersConfig
 from vidm.data.moving_mnist import MovingMNIST
 from vidm.layer_motion import LayerMotion, Track
@@ -48,9 +50,18 @@ def main() -> None:
     p.add_argument("--track-frames", type=int, default=None)
     p.add_argument("--no-centre", action="store_true", help="withhold the layers' centre of mass (zeros)")
     p.add_argument("--num", type=int, default=128, help="held-out clips")
+    p.add_argument("--model", help="measure this trained motion folder's MLP instead of training one")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    real = MovingMNIST("test", frames=20, seed=5).videos(args.num)
+    if args.model:
+        trained = load_model(args.model, "motion").layers.float().eval()
+        start = LayeredState.cut(torch.from_numpy(real[:, :10]).float()[:, :, None] / 255, trained)
+        with torch.no_grad():
+            mse = [composite_mse(trained, start, real[:, 10:], s) for s in (0.0, 0.3, 1.0)]
+        print(json.dumps({"model": args.model, "mse_t0_t0.3_t1": mse}))
+        return
     cfg = LayersConfig(**json.load(open(args.config))["model"]["layers"])
     if args.track_frames:
         cfg = dataclasses.replace(cfg, track_frames=args.track_frames)
@@ -66,7 +77,6 @@ def main() -> None:
     motion = LayerMotion(cfg)
     opt = torch.optim.Adam(motion.parameters(), args.lr)
     ema = torch.optim.swa_utils.AveragedModel(motion, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
-    real = MovingMNIST("test", frames=20, seed=5).videos(args.num)
     start = LayeredState.cut(torch.from_numpy(real[:, :10]).float()[:, :, None] / 255, motion)
     start.track = Track(centre(start.track.extents), start.track.present, start.track.offsets, start.track.known)
 
