@@ -108,11 +108,11 @@ def measure(bench) -> Section:
         steps = min(steps, bench.sizes.memory_steps)
     rows = []
     for frames in bench.sizes.memory_lengths:
-        bench.log(f"memory: streaming {frames} frames in a fresh process ({settings['sampler']} x {steps})")
+        bench.log(f"memory: streaming {frames} frames in a fresh process ({per_frame(settings['sampler'], steps)})")
         rows.append(in_fresh_process(bench.model_dir, frames, steps, settings["sampler"], bench.seed, bench.device,
                                      bench.threads))
     first, last = rows[0], rows[-1]
-    results = {"setup": f"pipe.stream(num_videos=1, {settings['sampler']} x {steps} steps) -> VideoWriter mp4, "
+    results = {"setup": f"pipe.stream(num_videos=1, {per_frame(settings['sampler'], steps)}) -> VideoWriter mp4, "
                         "one fresh process per length", "rows": rows,
                "growth_percent": 100 * (last["peak_rss_during_generation_mib"]
                                         / first["peak_rss_during_generation_mib"] - 1)}

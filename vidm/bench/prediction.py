@@ -49,7 +49,7 @@ def measure(bench) -> Section:
     videos = bench.dataset.videos(n, CONTEXT + FUTURE, DATA_SEED)
     clips, truth = videos[:, :CONTEXT], videos[:, CONTEXT:]
     variants = {"copy_last": copy_last(clips, FUTURE)}
-    bench.log(f"prediction: {n} sequences, {bench.sampler} x {bench.steps} steps")
+    bench.log(f"prediction: {n} sequences, {per_frame(bench.sampler, bench.steps)}")
     variants["sample"] = predict(bench.pipe, clips, FUTURE, bench.sampler, bench.steps, bench.seed, BATCH, bench.log)
     if bench.pipe.motion.layers is not None and bench.steps > 0:  # at 0 steps the sample is the composite
         bench.log("prediction: the layered composite (steps 0)")
